@@ -1,0 +1,130 @@
+// Package cli implements the gatehouse command and its subcommands. Run is
+// the whole program; main only calls it, so tests can run any command
+// in-process.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+)
+
+// ErrUsage marks errors caused by a bad command line; main exits with code
+// 2 for them.
+var ErrUsage = errors.New("usage")
+
+type command struct {
+	summary string
+	run     func(ctx context.Context, env *env, args []string) error
+}
+
+// env is what every command gets: its output streams and environment.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"serve":   {"run the authorization server", runServe},
+		"migrate": {"apply database migrations and exit", runMigrate},
+		"keys":    {"list or rotate signing keys (keys list|rotate)", runKeys},
+		"version": {"print the version", runVersion},
+	}
+}
+
+// Version is the program version, set at build time with
+// -ldflags "-X github.com/gatehouse-dev/gatehouse/internal/cli.Version=…".
+var Version = "dev"
+
+// Run runs the gatehouse command line args (without the program name).
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	e := &env{stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	cmds := commands()
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout, cmds)
+		if len(args) == 0 {
+			return fmt.Errorf("%w: no command given", ErrUsage)
+		}
+		return nil
+	}
+	c, ok := cmds[args[0]]
+	if !ok {
+		usage(stderr, cmds)
+		return fmt.Errorf("%w: unknown command %q", ErrUsage, args[0])
+	}
+	return c.run(ctx, e, args[1:])
+}
+
+func usage(w io.Writer, cmds map[string]command) {
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(w, "Usage: gatehouse <command> [flags]\n\nCommands:")
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'gatehouse <command> -h' for a command's flags. Every flag can also be set")
+	fmt.Fprintln(w, "with GATEHOUSE_<FLAG> (dashes as underscores) or as a key in the --config file.")
+}
+
+func runVersion(_ context.Context, e *env, args []string) error {
+	fmt.Fprintln(e.stdout, "gatehouse", Version)
+	return nil
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting.
+func newFlagSet(name string, e *env) *flag.FlagSet {
+	fs := flag.NewFlagSet("gatehouse "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	return fs
+}
+
+// parse parses args and then fills unset flags from the environment and the
+// config file.
+func parse(fs *flag.FlagSet, e *env, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if err := bindSources(fs, e.getenv); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	return nil
+}
+
+// newLogger returns the structured logger for format "text" or "json" at
+// level "debug", "info", "warn" or "error".
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", ErrUsage, level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("%w: --log-format %q: want text or json", ErrUsage, format)
+	}
+}
+
+// writeJSON prints v as indented JSON, for --json output.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,121 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/server"
+)
+
+// storeFlags are the flags every command that touches the store shares.
+type storeFlags struct {
+	config    string
+	data      string
+	db        string
+	logFormat string
+	logLevel  string
+}
+
+func (f *storeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "TOML config `file`; keys are flag names")
+	fs.StringVar(&f.data, "data", "gatehouse-data", "data `dir`ectory (SQLite file, generated master secret)")
+	fs.StringVar(&f.db, "db", "", "store `URL`: sqlite:PATH or postgres://… (default: SQLite in --data)")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// serverConfig turns the shared flags into a server.Config.
+func (f *storeFlags) serverConfig(e *env) (server.Config, error) {
+	log, err := newLogger(e.stderr, f.logFormat, f.logLevel)
+	if err != nil {
+		return server.Config{}, err
+	}
+	return server.Config{
+		DataDir: f.data,
+		DBURL:   f.db,
+		Secret:  e.getenv("GATEHOUSE_SECRET"),
+		Logger:  log,
+	}, nil
+}
+
+func runServe(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("serve", e)
+	var sf storeFlags
+	sf.register(fs)
+	addr := fs.String("addr", "127.0.0.1:8080", "listen `address`")
+	issuer := fs.String("issuer", "", "issuer `URL` (default http://<addr>); must be https:// unless on loopback")
+	tlsCert := fs.String("tls-cert", "", "TLS certificate `file` (PEM); serve HTTPS")
+	tlsKey := fs.String("tls-key", "", "TLS private key `file` (PEM)")
+	rotation := fs.Duration("key-rotation", 30*24*time.Hour, "signing-key rotation period")
+	if err := parse(fs, e, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: serve takes no arguments", ErrUsage)
+	}
+	cfg, err := sf.serverConfig(e)
+	if err != nil {
+		return err
+	}
+	cfg.TLSCert, cfg.TLSKey, cfg.KeyRotation = *tlsCert, *tlsKey, *rotation
+	cfg.Issuer = *issuer
+	if cfg.Issuer == "" {
+		scheme := "http"
+		if cfg.TLSCert != "" {
+			scheme = "https"
+		}
+		cfg.Issuer = scheme + "://" + *addr
+	}
+	if err := server.CheckIssuer(cfg.Issuer); err != nil {
+		return fmt.Errorf("%w (set --issuer to the public URL clients use)", err)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	srv, err := server.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	cfg.Logger.Info("gatehouse ready", "addr", ln.Addr().String(), "issuer", cfg.Issuer,
+		"store", srv.Store().Dialect(), "startup", time.Since(start).Round(time.Millisecond))
+	return srv.Serve(ctx, ln)
+}
+
+func runMigrate(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("migrate", e)
+	var sf storeFlags
+	sf.register(fs)
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := parse(fs, e, args); err != nil {
+		return err
+	}
+	cfg, err := sf.serverConfig(e)
+	if err != nil {
+		return err
+	}
+	st, _, err := server.OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	v, err := st.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, map[string]any{"schema_version": v, "dialect": st.Dialect()})
+	}
+	fmt.Fprintf(e.stdout, "store is at schema version %d (%s)\n", v, st.Dialect())
+	return nil
+}

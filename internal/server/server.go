@@ -1,0 +1,342 @@
+// Package server wires Gatehouse together: the store, the master secret,
+// signing keys, the change feed and the HTTP endpoints. It is the only
+// package that imports everything.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/oauth"
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
+	"github.com/gatehouse-dev/gatehouse/internal/signing"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
+)
+
+// Config configures a Server. Zero values mean the documented defaults.
+type Config struct {
+	// Issuer is the issuer identifier and public base URL. It must be
+	// https unless it is a loopback http URL. Required.
+	Issuer string
+	// DataDir holds the SQLite file and the generated master secret.
+	// Default "gatehouse-data".
+	DataDir string
+	// DBURL is "sqlite:PATH" or a postgres:// URL. Default: the SQLite
+	// file gatehouse.db in DataDir.
+	DBURL string
+	// Secret is the master secret (GATEHOUSE_SECRET). Empty: read or
+	// generate DataDir/master.key.
+	Secret string
+	// TLSCert and TLSKey are PEM files; when both are set, Serve speaks
+	// HTTPS.
+	TLSCert, TLSKey string
+	// KeyRotation is the signing-key rotation period. Default 30 days.
+	KeyRotation time.Duration
+	// Logger is the structured logger. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Server is a running Gatehouse authorization server.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *store.Store
+	master  *secret.Master
+	keys    *signing.Manager
+	metrics *metrics
+	handler http.Handler
+	tlsConf *tls.Config
+
+	discovery []byte
+	lastSeq   int64
+	// onChange maps a change kind to what the server does when another
+	// process makes such a change.
+	onChange map[string]func(context.Context, []store.Change) error
+
+	bg     sync.WaitGroup
+	cancel context.CancelFunc
+}
+
+// CheckIssuer returns an error if issuer is not an acceptable issuer
+// identifier: an absolute https URL without query or fragment, or an http
+// URL on a loopback host (for development).
+func CheckIssuer(issuer string) error {
+	u, err := url.Parse(issuer)
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("issuer %q is not an absolute URL without query, fragment or user info", issuer)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if isLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("issuer %q must use https:// (plain http is allowed only on 127.0.0.1, [::1] or localhost)", issuer)
+	default:
+		return fmt.Errorf("issuer %q must be an https:// URL", issuer)
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// DefaultDBURL returns the SQLite URL of the store in dataDir.
+func DefaultDBURL(dataDir string) string {
+	return "sqlite:" + filepath.Join(dataDir, "gatehouse.db")
+}
+
+// OpenStore opens and migrates the store named by cfg, creating the data
+// directory if needed, and checks that the master secret is the one the
+// store was initialised with. It is shared by `serve` and the offline admin
+// commands.
+func OpenStore(ctx context.Context, cfg Config) (*store.Store, *secret.Master, error) {
+	cfg = withDefaults(cfg)
+	if err := ensureDataDir(cfg.DataDir); err != nil {
+		return nil, nil, err
+	}
+	master, generated, err := secret.Load(cfg.Secret, cfg.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if generated {
+		cfg.Logger.Warn("generated a master secret in the data directory; production deployments should set GATEHOUSE_SECRET and keep it safe",
+			"file", filepath.Join(cfg.DataDir, secret.FileName))
+	}
+	st, err := store.Open(ctx, cfg.DBURL, store.Options{Logger: cfg.Logger})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, nil, fmt.Errorf("migrate store: %w", err)
+	}
+	stored, err := st.PutMetaIfAbsent(ctx, "master_check", master.CheckValue())
+	if err != nil {
+		st.Close()
+		return nil, nil, fmt.Errorf("check master secret: %w", err)
+	}
+	if err := master.Verify(stored); err != nil {
+		st.Close()
+		return nil, nil, errors.New("the master secret does not match the one this store was created with: set GATEHOUSE_SECRET (or restore master.key in the data directory) to the original secret")
+	}
+	return st, master, nil
+}
+
+func ensureDataDir(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && !fi.IsDir():
+		return fmt.Errorf("data directory %s exists but is not a directory", dir)
+	case err == nil:
+		return nil
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create data directory: %w", err)
+		}
+		return nil
+	default:
+		return fmt.Errorf("data directory: %w", err)
+	}
+}
+
+func withDefaults(cfg Config) Config {
+	if cfg.DataDir == "" {
+		cfg.DataDir = "gatehouse-data"
+	}
+	if cfg.DBURL == "" {
+		cfg.DBURL = DefaultDBURL(cfg.DataDir)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg
+}
+
+// NewSigning returns the signing-key manager for a store, loaded and with
+// an active key for every algorithm.
+func NewSigning(ctx context.Context, st *store.Store, master *secret.Master, cfg Config) (*signing.Manager, error) {
+	cfg = withDefaults(cfg)
+	m, err := signing.New(signing.Config{
+		Store:    st,
+		Sealer:   master.Sealer(secret.PurposeSigningKeys),
+		Rotation: cfg.KeyRotation,
+		Logger:   cfg.Logger,
+		Now:      cfg.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Init(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// New opens the store, loads or creates signing keys and builds the HTTP
+// handler. It starts the background work (change feed, key schedule);
+// Close stops it.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	cfg = withDefaults(cfg)
+	if err := CheckIssuer(cfg.Issuer); err != nil {
+		return nil, err
+	}
+	cfg.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("TLS needs both --tls-cert and --tls-key")
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("load TLS certificate: %w", err)
+		}
+		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	st, master, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.store, s.master = st, master
+	seq, err := st.LastChange(ctx)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("read change feed: %w", err)
+	}
+	s.lastSeq = seq
+	if s.keys, err = NewSigning(ctx, st, master, cfg); err != nil {
+		st.Close()
+		return nil, err
+	}
+	md := oauth.NewMetadata(cfg.Issuer)
+	if s.discovery, err = md.JSON(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.metrics = newMetrics()
+	s.onChange = map[string]func(context.Context, []store.Change) error{
+		store.ChangeSigningKey: func(ctx context.Context, _ []store.Change) error { return s.keys.Reload(ctx) },
+	}
+	s.handler = s.routes()
+
+	bgCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.bg.Add(2)
+	go func() { defer s.bg.Done(); s.follow(bgCtx) }()
+	go func() { defer s.bg.Done(); s.schedule(bgCtx) }()
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Store returns the server's store.
+func (s *Server) Store() *store.Store { return s.store }
+
+// Keys returns the server's signing-key manager.
+func (s *Server) Keys() *signing.Manager { return s.keys }
+
+// Serve serves HTTP (or HTTPS, when configured) on ln until ctx is done,
+// then shuts down gracefully: it stops accepting, lets in-flight requests
+// finish (up to 10 s), and returns. It does not close the store; Close does.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		TLSConfig:         s.tlsConf,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if s.tlsConf != nil {
+			errc <- hs.ServeTLS(ln, "", "")
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down: finishing in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Close stops the background work and closes the store.
+func (s *Server) Close() error {
+	s.cancel()
+	s.bg.Wait()
+	return s.store.Close()
+}
+
+// follow applies changes made by other processes (the CLI, other
+// replicas) to the in-memory state: each change kind has one handler in
+// s.onChange, called once per batch that contains that kind.
+func (s *Server) follow(ctx context.Context) {
+	err := s.store.Follow(ctx, s.lastSeq, func(changes []store.Change) {
+		byKind := map[string][]store.Change{}
+		for _, c := range changes {
+			byKind[c.Kind] = append(byKind[c.Kind], c)
+		}
+		for kind, cs := range byKind {
+			if h := s.onChange[kind]; h != nil {
+				if err := h(ctx, cs); err != nil {
+					s.log.Error("apply change", "kind", kind, "err", err)
+				}
+			}
+		}
+	})
+	if err != nil && ctx.Err() == nil {
+		s.log.Error("change feed stopped", "err", err)
+	}
+}
+
+// schedule runs the signing-key rotation schedule every minute.
+func (s *Server) schedule(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		if err := s.keys.Tick(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("signing key schedule", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

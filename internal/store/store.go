@@ -1,0 +1,356 @@
+// Package store keeps Gatehouse's durable state: record types, sentinel
+// errors, and one SQL implementation over database/sql that runs on both
+// SQLite (modernc.org/sqlite, no cgo) and PostgreSQL (pgx).
+//
+// Queries are written once with $1..$n placeholders; only the migrations
+// (embedded, per dialect) and a few lock statements differ. Times are stored
+// as integer Unix milliseconds, so they round-trip at millisecond precision
+// in UTC; the zero time is stored as 0.
+//
+// Every write that other processes must notice inserts a row into the
+// changes table in the same transaction; see [Store.Follow].
+//
+// Adding a record kind (clients, API keys, ...) means: a new migration in
+// both migrations/sqlite and migrations/postgres with the next version
+// number; a file with the record type and its methods; writes that others
+// must notice done in the tx helper with recordChange as the transaction's last
+// statement; errors passed through mapErr; and subtests in storetest.Run, so
+// both backends are held to the same behaviour.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// Dialect names, as returned by [Store.Dialect].
+const (
+	DialectSQLite   = "sqlite"
+	DialectPostgres = "postgres"
+)
+
+// sqliteParams are the connection parameters every pooled SQLite connection
+// gets. synchronous=FULL in WAL mode makes every acknowledged commit durable
+// across power loss (NORMAL could lose the last commits), which matters for
+// revocations. _txlock=immediate makes every transaction take the write lock
+// at BEGIN, so read-then-write transactions never fail with SQLITE_BUSY on
+// upgrade and serve as the cross-process lock on SQLite.
+const sqliteParams = "_busy_timeout=5000&_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_txlock=immediate"
+
+// defaultConnectTimeout bounds a PostgreSQL connection attempt when the URL
+// has no connect_timeout.
+const defaultConnectTimeout = 10 * time.Second
+
+// Options configures a [Store]. The zero value is ready to use.
+type Options struct {
+	// Logger receives operational messages (migrations applied, change-feed
+	// errors). Nil discards them. Secrets and URLs are never logged.
+	Logger *slog.Logger
+
+	// PollInterval is how often [Store.Follow] polls for new changes. Zero
+	// means 100 ms on SQLite and 1 s on PostgreSQL, where polling is only a
+	// fallback for LISTEN/NOTIFY.
+	PollInterval time.Duration
+
+	// Now returns the current time, used to timestamp changes. Nil means
+	// time.Now.
+	Now func() time.Time
+}
+
+// Store is a handle on one Gatehouse database. It is safe for concurrent
+// use. Create it with [Open] and release it with [Store.Close].
+type Store struct {
+	db       *sql.DB
+	dialect  string
+	rawURL   string          // as given to Open; may hold a password, never logged
+	pgConfig *pgx.ConnConfig // PostgreSQL only: for the LISTEN connection
+	opt      Options
+	log      *slog.Logger
+	poll     time.Duration
+
+	onListen func(pid uint32) // test hook: called after LISTEN succeeds
+}
+
+// target is a parsed database URL.
+type target struct {
+	dialect string
+	path    string // SQLite: file path or ":memory:"
+	dsn     string // SQLite: driver data source name
+	pg      *pgx.ConnConfig
+}
+
+// Open connects to the database named by rawURL:
+//
+//   - "sqlite:PATH" opens (creating if missing) the SQLite file PATH, used
+//     as-is (relative to the working directory unless absolute), in WAL
+//     mode with a 5 s busy timeout, foreign keys on and synchronous=FULL.
+//     "sqlite::memory:" opens a private in-memory database on a single
+//     connection (for experiments; tests should prefer a temporary file).
+//   - "postgres://..." or "postgresql://..." connects to PostgreSQL with
+//     the pgx driver; any libpq URL parameter pgx understands may be given,
+//     and unknown parameters (such as search_path) become session settings.
+//     Without connect_timeout, a connection attempt gives up after 10 s.
+//
+// Open checks that the database can be reached and read, but does not
+// migrate it; call [Store.Migrate]. A malformed URL gets a descriptive error
+// that never repeats the password; an unreachable server or unopenable file
+// gets an error wrapping [ErrUnavailable]; a file that is not a SQLite
+// database is reported and left untouched.
+func Open(ctx context.Context, rawURL string, opt Options) (*Store, error) {
+	t, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{dialect: t.dialect, rawURL: rawURL, pgConfig: t.pg, opt: opt, log: opt.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.poll = opt.PollInterval
+	switch t.dialect {
+	case DialectSQLite:
+		if s.poll <= 0 {
+			s.poll = 100 * time.Millisecond
+		}
+		s.db, err = sql.Open("sqlite", t.dsn)
+		if err != nil {
+			return nil, fmt.Errorf("store: open sqlite %s: %w", t.path, err)
+		}
+		if t.path == ":memory:" {
+			// Each connection would get its own empty database.
+			s.db.SetMaxOpenConns(1)
+		}
+		if err := s.checkSQLite(ctx, t.path); err != nil {
+			s.db.Close()
+			return nil, err
+		}
+	case DialectPostgres:
+		if s.poll <= 0 {
+			s.poll = time.Second
+		}
+		s.db = stdlib.OpenDB(*t.pg)
+		s.db.SetMaxIdleConns(8)
+		s.db.SetConnMaxIdleTime(5 * time.Minute)
+		if err := s.Ping(ctx); err != nil {
+			s.db.Close()
+			return nil, fmt.Errorf("store: connect to PostgreSQL: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// checkSQLite opens a first connection and reads the schema, which fails
+// cleanly (without writing) when the file is not a SQLite database.
+func (s *Store) checkSQLite(ctx context.Context, path string) error {
+	var n int
+	err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n)
+	if err == nil {
+		return nil
+	}
+	if isSQLiteNotADatabase(err) {
+		return fmt.Errorf("store: open sqlite %s: not a SQLite database, or corrupt: %w", path, err)
+	}
+	return fmt.Errorf("store: open sqlite %s: %w", path, mapErr(err))
+}
+
+// parseURL turns a database URL into a target, without touching the network
+// or the file system. Its errors never contain the URL's password.
+func parseURL(rawURL string) (target, error) {
+	switch {
+	case strings.HasPrefix(rawURL, "sqlite:"):
+		return parseSQLiteURL(strings.TrimPrefix(rawURL, "sqlite:"))
+	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
+		return parsePostgresURL(rawURL)
+	case rawURL == "":
+		return target{}, errors.New(`store: empty database URL: want "sqlite:PATH" or "postgres://..."`)
+	}
+	scheme, _, ok := strings.Cut(rawURL, ":")
+	if !ok || len(scheme) > 20 || strings.ContainsAny(scheme, "/@?# ") {
+		return target{}, errors.New(`store: unsupported database URL: want "sqlite:PATH" or "postgres://..."`)
+	}
+	return target{}, fmt.Errorf(`store: unsupported database URL scheme %q: want "sqlite:PATH" or "postgres://..."`, scheme)
+}
+
+func parseSQLiteURL(path string) (target, error) {
+	switch {
+	case path == "":
+		return target{}, errors.New(`store: empty SQLite path: want "sqlite:PATH"`)
+	case strings.ContainsAny(path, "?\x00"):
+		return target{}, errors.New(`store: SQLite path must not contain '?' or NUL: want "sqlite:PATH"`)
+	case strings.HasPrefix(path, "//") && !strings.HasPrefix(path, "///"):
+		return target{}, errors.New(`store: ambiguous SQLite URL "sqlite://...": want "sqlite:PATH" or "sqlite:///ABSOLUTE/PATH"`)
+	}
+	t := target{dialect: DialectSQLite, path: path}
+	name := path
+	if strings.HasPrefix(name, "file:") {
+		// The driver would read "file:..." as a SQLite URI; keep it a path.
+		name = "./" + name
+	}
+	t.dsn = name + "?" + sqliteParams
+	return t, nil
+}
+
+func parsePostgresURL(rawURL string) (target, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// url.Parse's errors repeat the URL or parts of it (an escape, a
+		// "port" that may be a password after a forgotten '@'): name only
+		// the kind of mistake.
+		return target{}, fmt.Errorf("store: invalid PostgreSQL URL: %s", urlMistake(err))
+	}
+	cfg, err := pgx.ParseConfig(rawURL)
+	if err != nil {
+		// pgx's message repeats the URL with the password masked where it
+		// can tell which part is the password, and its wrapped errors may
+		// quote parts of the URL: keep pgx's own words only.
+		msg := "malformed URL"
+		var pce *pgconn.ParseConfigError
+		if errors.As(err, &pce) {
+			msg = pgxParseMessage(pce)
+		}
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+		if pw := u.Query().Get("password"); pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+		return target{}, fmt.Errorf("store: invalid PostgreSQL URL: %s", msg)
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = defaultConnectTimeout
+	}
+	return target{dialect: DialectPostgres, pg: cfg}, nil
+}
+
+// pgxParseMessage extracts the description from pgx's "cannot parse
+// `URL`: description (wrapped error)" message, keeping the wrapped error
+// only when it quotes nothing.
+func pgxParseMessage(pce *pgconn.ParseConfigError) string {
+	text := pce.Error()
+	inner := errors.Unwrap(pce)
+	if inner != nil {
+		text = strings.TrimSuffix(text, " ("+inner.Error()+")")
+	}
+	i := strings.LastIndex(text, "`: ")
+	if i < 0 {
+		return "malformed URL"
+	}
+	msg := text[i+len("`: "):]
+	if inner != nil && !strings.ContainsAny(inner.Error(), "\"`'") {
+		msg += " (" + inner.Error() + ")"
+	}
+	return msg
+}
+
+// urlMistake describes a url.Parse error without quoting the URL.
+func urlMistake(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var escapeErr url.EscapeError
+	var hostErr url.InvalidHostError
+	switch {
+	case errors.As(err, &escapeErr):
+		return "invalid %-escape"
+	case errors.As(err, &hostErr):
+		return "invalid character in host"
+	case strings.HasPrefix(err.Error(), "invalid port"):
+		return "invalid port (is an '@' missing after the password?)"
+	}
+	return "malformed URL"
+}
+
+// Reopen opens another, independent Store on the same database with the same
+// options, as a second process would. Tests use it to check cross-process
+// behaviour; for "sqlite::memory:" the result is a different database.
+func (s *Store) Reopen(ctx context.Context) (*Store, error) {
+	return Open(ctx, s.rawURL, s.opt)
+}
+
+// Dialect reports the backend: [DialectSQLite] or [DialectPostgres].
+func (s *Store) Dialect() string { return s.dialect }
+
+// Close releases the database connections. Calls in progress may fail.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks that the database answers a query. Any failure wraps
+// [ErrUnavailable].
+func (s *Store) Ping(ctx context.Context) error {
+	var n int
+	if err := s.db.QueryRowContext(ctx, "SELECT 1").Scan(&n); err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (s *Store) now() time.Time {
+	if s.opt.Now != nil {
+		return s.opt.Now()
+	}
+	return time.Now()
+}
+
+// tx runs fn in a transaction and commits it if fn returns nil. On SQLite
+// the transaction holds the database write lock from its start. Errors are
+// mapped to the package's sentinels.
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return mapErr(err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return mapErr(err)
+	}
+	return mapErr(tx.Commit())
+}
+
+// lockKey names a lock that serialises one kind of write across processes.
+type lockKey int32
+
+const (
+	lockMigrate lockKey = iota + 1
+	lockSigningKeys
+	lockChanges
+)
+
+// lock takes key for the rest of tx. On PostgreSQL it is a transaction-level
+// advisory lock scoped to the current schema; on SQLite every transaction
+// already holds the database write lock (BEGIN IMMEDIATE), so it is a no-op.
+func (s *Store) lock(ctx context.Context, tx *sql.Tx, key lockKey) error {
+	if s.dialect != DialectPostgres {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext(current_schema()), $1)", int32(key))
+	return mapErr(err)
+}
+
+// millis converts t to stored form: Unix milliseconds, 0 for the zero time.
+func millis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// fromMillis converts a stored time back: UTC, the zero time for 0.
+func fromMillis(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}

@@ -46,6 +46,12 @@ if ! psql "$GATEHOUSE_TEST_POSTGRES" -qAtc 'select 1' >/dev/null 2>&1; then
   psql "$GATEHOUSE_TEST_POSTGRES" -qAtc 'select 1' >/dev/null || { echo "cannot reach $GATEHOUSE_TEST_POSTGRES"; exit 1; }
 fi
 
+# --- Browser and interop peers (Debian packages) -------------------------------
+# Headless Chromium drives the login and consent pages; Debian's Python
+# libraries (used by /usr/bin/python3, not whatever python3 is first on PATH)
+# are independent OAuth/JWT clients for the interop tests.
+apt_install chromium python3-jwt python3-requests-oauthlib
+
 # --- Static checks -----------------------------------------------------------
 log "gofmt and go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

@@ -333,57 +333,54 @@ func (d *scanner) actor(depth int) (*Actor, error) {
 // appendClaims appends c as JSON to dst, byte for byte what json.Marshal
 // produces for it.
 func appendClaims(dst []byte, c *Claims) []byte {
-	w := objWriter{b: append(dst, '{')}
-	w.str("iss", c.Issuer)
-	w.str("sub", c.Subject)
+	dst = append(dst, '{')
+	dst = appendStr(dst, "iss", c.Issuer)
+	dst = appendStr(dst, "sub", c.Subject)
 	if len(c.Audience) > 0 {
-		w.name("aud")
-		w.b = appendAudience(w.b, c.Audience)
+		dst = appendName(dst, "aud")
+		dst = appendAudience(dst, c.Audience)
 	}
-	w.num("exp", c.ExpiresAt)
-	w.num("iat", c.IssuedAt)
-	w.num("nbf", c.NotBefore)
-	w.num("auth_time", c.AuthTime)
-	w.str("jti", c.ID)
-	w.str("client_id", c.ClientID)
-	w.str("scope", c.Scope)
+	dst = appendNum(dst, "exp", c.ExpiresAt)
+	dst = appendNum(dst, "iat", c.IssuedAt)
+	dst = appendNum(dst, "nbf", c.NotBefore)
+	dst = appendNum(dst, "auth_time", c.AuthTime)
+	dst = appendStr(dst, "jti", c.ID)
+	dst = appendStr(dst, "client_id", c.ClientID)
+	dst = appendStr(dst, "scope", c.Scope)
 	if c.Actor != nil {
-		w.name("act")
-		w.b = appendActor(w.b, c.Actor)
+		dst = appendName(dst, "act")
+		dst = appendActor(dst, c.Actor)
 	}
-	w.str("gh_kind", string(c.Kind))
-	w.str("gh_key_id", c.KeyID)
-	return append(w.b, '}')
+	dst = appendStr(dst, "gh_kind", string(c.Kind))
+	dst = appendStr(dst, "gh_key_id", c.KeyID)
+	return append(dst, '}')
 }
 
-// objWriter appends the members of a JSON object, omitting empty ones.
-type objWriter struct {
-	b    []byte
-	more bool
+// appendName appends a member name of the object being written, after a
+// comma unless it is the first member.
+func appendName(dst []byte, name string) []byte {
+	if dst[len(dst)-1] != '{' {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, '"')
+	dst = append(dst, name...)
+	return append(dst, '"', ':')
 }
 
-func (w *objWriter) name(n string) {
-	if w.more {
-		w.b = append(w.b, ',')
+// appendStr appends a string member unless v is empty.
+func appendStr(dst []byte, name, v string) []byte {
+	if v == "" {
+		return dst
 	}
-	w.more = true
-	w.b = append(w.b, '"')
-	w.b = append(w.b, n...)
-	w.b = append(w.b, '"', ':')
+	return appendString(appendName(dst, name), v)
 }
 
-func (w *objWriter) str(n, v string) {
-	if v != "" {
-		w.name(n)
-		w.b = appendString(w.b, v)
+// appendNum appends an integer member unless v is zero.
+func appendNum(dst []byte, name string, v int64) []byte {
+	if v == 0 {
+		return dst
 	}
-}
-
-func (w *objWriter) num(n string, v int64) {
-	if v != 0 {
-		w.name(n)
-		w.b = strconv.AppendInt(w.b, v, 10)
-	}
+	return strconv.AppendInt(appendName(dst, name), v, 10)
 }
 
 func appendAudience(dst []byte, a Audience) []byte {
@@ -400,16 +397,26 @@ func appendAudience(dst []byte, a Audience) []byte {
 	return append(dst, ']')
 }
 
+// appendActor appends the "act" chain starting at a. It loops rather than
+// recursing, which keeps the buffers of its callers on the stack.
 func appendActor(dst []byte, a *Actor) []byte {
-	dst = append(dst, `{"sub":`...)
-	dst = appendString(dst, a.Subject)
-	w := objWriter{b: dst, more: true}
-	w.str("client_id", a.ClientID)
-	if a.Actor != nil {
-		w.name("act")
-		w.b = appendActor(w.b, a.Actor)
+	depth := 0
+	for ; a != nil; a = a.Actor {
+		if depth > 0 {
+			dst = append(dst, `,"act":`...)
+		}
+		dst = append(dst, `{"sub":`...)
+		dst = appendString(dst, a.Subject)
+		if a.ClientID != "" {
+			dst = append(dst, `,"client_id":`...)
+			dst = appendString(dst, a.ClientID)
+		}
+		depth++
 	}
-	return append(w.b, '}')
+	for range depth {
+		dst = append(dst, '}')
+	}
+	return dst
 }
 
 const hexDigits = "0123456789abcdef"

@@ -127,7 +127,7 @@ func (f fixture) sign(tb testing.TB, header, payload string) string {
 	enc := b64.AppendEncode(nil, []byte(header))
 	enc = append(enc, '.')
 	enc = b64.AppendEncode(enc, []byte(payload))
-	sig, err := f.key.sign(enc)
+	sig, err := f.key.sign(nil, enc)
 	if err != nil {
 		tb.Fatal(err)
 	}

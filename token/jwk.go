@@ -14,19 +14,29 @@ import (
 // JWK is a public JSON Web Key (RFC 7517, section 4; RFC 7518, section 6;
 // RFC 8037, section 2). Private members are never represented.
 type JWK struct {
-	KeyID     string `json:"kid,omitempty"`
-	KeyType   string `json:"kty,omitempty"`
+	// KeyID is "kid".
+	KeyID string `json:"kid,omitempty"`
+	// KeyType is "kty": "EC", "RSA" or "OKP".
+	KeyType string `json:"kty,omitempty"`
+	// Algorithm is "alg": "ES256", "RS256" or "EdDSA".
 	Algorithm string `json:"alg,omitempty"`
-	Use       string `json:"use,omitempty"`
-	Crv       string `json:"crv,omitempty"`
-	X         string `json:"x,omitempty"`
-	Y         string `json:"y,omitempty"`
-	N         string `json:"n,omitempty"`
-	E         string `json:"e,omitempty"`
+	// Use is "use", "sig" for signature keys.
+	Use string `json:"use,omitempty"`
+	// Crv is "crv": "P-256" or "Ed25519".
+	Crv string `json:"crv,omitempty"`
+	// X is "x", base64url: the EC x coordinate or the Ed25519 public key.
+	X string `json:"x,omitempty"`
+	// Y is "y", base64url: the EC y coordinate.
+	Y string `json:"y,omitempty"`
+	// N is "n", base64url: the RSA modulus.
+	N string `json:"n,omitempty"`
+	// E is "e", base64url: the RSA public exponent.
+	E string `json:"e,omitempty"`
 }
 
 // JWKS is a JWK Set document (RFC 7517, section 5).
 type JWKS struct {
+	// Keys are the keys in the set.
 	Keys []JWK `json:"keys"`
 }
 

@@ -156,9 +156,9 @@ func verifySignature(alg Algorithm, pub crypto.PublicKey, signed, sig []byte) bo
 	return false
 }
 
-// sign returns the JWS signature of signed under k, in JWS form (raw r||s
-// for ES256).
-func (k SigningKey) sign(signed []byte) ([]byte, error) {
+// sign appends to dst the JWS signature of signed under k, in JWS form
+// (raw r||s for ES256).
+func (k SigningKey) sign(dst, signed []byte) ([]byte, error) {
 	if k.Signer == nil {
 		return nil, fmt.Errorf("%w: no signer", errKey)
 	}
@@ -175,24 +175,24 @@ func (k SigningKey) sign(signed []byte) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("token: signing: %w", err)
 		}
-		sig, ok := derToRaw(der)
-		if !ok {
+		var raw [ecdsaSize]byte
+		if !derToRaw(&raw, der) {
 			return nil, errors.New("token: signing: signer returned a malformed ECDSA signature")
 		}
-		return sig, nil
+		return append(dst, raw[:]...), nil
 	case RS256:
 		h := sha256.Sum256(signed)
 		sig, err := k.Signer.Sign(rand.Reader, h[:], crypto.SHA256)
 		if err != nil {
 			return nil, fmt.Errorf("token: signing: %w", err)
 		}
-		return sig, nil
+		return append(dst, sig...), nil
 	default: // EdDSA; checkPublic rejected everything else.
 		sig, err := k.Signer.Sign(rand.Reader, signed, crypto.Hash(0))
 		if err != nil {
 			return nil, fmt.Errorf("token: signing: %w", err)
 		}
-		return sig, nil
+		return append(dst, sig...), nil
 	}
 }
 
@@ -232,37 +232,36 @@ func appendInt(dst, b []byte, n int) []byte {
 }
 
 // derToRaw converts an ASN.1 DER ECDSA P-256 signature to the 64-byte r||s
-// form. It reports false for anything but a minimal, well-formed encoding of
-// two positive integers that fit in 32 bytes.
-func derToRaw(der []byte) ([]byte, bool) {
+// form in out. It reports false for anything but a minimal, well-formed
+// encoding of two positive integers that fit in 32 bytes.
+func derToRaw(out *[ecdsaSize]byte, der []byte) bool {
 	if len(der) < 2 || der[0] != 0x30 || int(der[1]) != len(der)-2 || der[1] >= 0x80 {
-		return nil, false
+		return false
 	}
 	rest := der[2:]
-	out := make([]byte, ecdsaSize)
 	for i := range 2 {
 		if len(rest) < 2 || rest[0] != 0x02 {
-			return nil, false
+			return false
 		}
 		n := int(rest[1])
 		if n == 0 || n > 33 || len(rest) < 2+n {
-			return nil, false
+			return false
 		}
 		v := rest[2 : 2+n]
 		rest = rest[2+n:]
 		if v[0]&0x80 != 0 { // negative
-			return nil, false
+			return false
 		}
 		if len(v) > 1 && v[0] == 0 && v[1]&0x80 == 0 { // not minimal
-			return nil, false
+			return false
 		}
 		if len(v) == 33 {
+			if v[0] != 0 {
+				return false
+			}
 			v = v[1:]
 		}
 		copy(out[i*32+32-len(v):(i+1)*32], v)
 	}
-	if len(rest) != 0 {
-		return nil, false
-	}
-	return out, true
+	return len(rest) == 0
 }

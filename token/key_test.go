@@ -22,11 +22,11 @@ func TestSignatureConversion(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw, ok := derToRaw(der)
-		if !ok {
+		var raw [64]byte
+		if !derToRaw(&raw, der) {
 			t.Fatalf("derToRaw(%x): not ok", der)
 		}
-		if back := rawToDER(nil, raw); string(back) != string(der) {
+		if back := rawToDER(nil, raw[:]); string(back) != string(der) {
 			t.Fatalf("rawToDER(derToRaw(%x)): got %x", der, back)
 		}
 	}
@@ -38,8 +38,8 @@ func TestSignatureConversion(t *testing.T) {
 		r.FillBytes(raw[:32])
 		s.FillBytes(raw[32:])
 		der := rawToDER(nil, raw)
-		got, ok := derToRaw(der)
-		if !ok || string(got) != string(raw) {
+		var got [64]byte
+		if ok := derToRaw(&got, der); !ok || string(got[:]) != string(raw) {
 			t.Errorf("round trip of r=%s s=%s: got %x, %v via %x", tt.r, tt.s, got, ok, der)
 		}
 	}
@@ -47,12 +47,14 @@ func TestSignatureConversion(t *testing.T) {
 		nil,
 		{0x30, 0x00},
 		{0x31, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01},
-		{0x30, 0x06, 0x02, 0x01, 0x81, 0x02, 0x01, 0x01},       // negative
-		{0x30, 0x07, 0x02, 0x02, 0x00, 0x01, 0x02, 0x01, 0x01}, // not minimal
-		{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x00}, // trailing byte
-		{0x30, 0x05, 0x02, 0x01, 0x01, 0x02, 0x01},             // short
+		{0x30, 0x06, 0x02, 0x01, 0x81, 0x02, 0x01, 0x01},                                            // negative
+		{0x30, 0x07, 0x02, 0x02, 0x00, 0x01, 0x02, 0x01, 0x01},                                      // not minimal
+		{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x00},                                      // trailing byte
+		{0x30, 0x05, 0x02, 0x01, 0x01, 0x02, 0x01},                                                  // short
+		append(append([]byte{0x30, 0x26, 0x02, 0x21, 0x01}, make([]byte, 32)...), 0x02, 0x01, 0x01), // r of 33 bytes
 	} {
-		if got, ok := derToRaw(bad); ok {
+		var got [64]byte
+		if ok := derToRaw(&got, bad); ok {
 			t.Errorf("derToRaw(%x): got %x, want not ok", bad, got)
 		}
 	}
@@ -64,6 +66,7 @@ func TestCheckPublic(t *testing.T) {
 	es := newSigner(t, ES256).Public()
 	rs := newSigner(t, RS256).Public().(*rsa.PublicKey)
 	ed := newSigner(t, EdDSA).Public()
+	//lint:ignore SA1019 only the raw coordinates can make a point that is not on the curve
 	offCurve := &ecdsa.PublicKey{Curve: elliptic.P256(), X: big.NewInt(1), Y: big.NewInt(1)}
 	tests := []struct {
 		name string

@@ -17,10 +17,14 @@ import (
 
 // Bounds and defaults of a [RemoteKeySet].
 const (
+	// DefaultMinRefetch is the least time between fetches when MinRefetch
+	// is zero.
 	DefaultMinRefetch = 30 * time.Second
-	DefaultTTL        = 5 * time.Minute
-	minTTL            = time.Minute
-	maxTTL            = 24 * time.Hour
+	// DefaultTTL is the key lifetime without a usable Cache-Control when
+	// DefaultTTL is zero.
+	DefaultTTL = 5 * time.Minute
+	minTTL     = time.Minute
+	maxTTL     = 24 * time.Hour
 	// firstRetry limits retries while the set has never had keys.
 	firstRetry = time.Second
 	// maxJWKSSize bounds the JWKS response body.

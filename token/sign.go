@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,16 +22,17 @@ func Sign(key SigningKey, typ string, claims any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return signPayload(key, typ, payload)
+	return signPayload(key, encodeHeader(key, typ), payload)
 }
 
-// signPayload returns the compact JWS of payload.
-func signPayload(key SigningKey, typ string, payload []byte) (string, error) {
-	enc := make([]byte, 0, 96+len(key.ID)*4/3+b64.EncodedLen(len(payload))+344)
-	enc = appendHeader(enc, key, typ)
+// signPayload returns the compact JWS of payload with the encoded header.
+func signPayload(key SigningKey, header string, payload []byte) (string, error) {
+	enc := make([]byte, 0, len(header)+1+b64.EncodedLen(len(payload))+1+b64.EncodedLen(sigSize(key)))
+	enc = append(enc, header...)
 	enc = append(enc, '.')
 	enc = b64.AppendEncode(enc, payload)
-	sig, err := key.sign(enc)
+	var sigBuf [ecdsaSize]byte
+	sig, err := key.sign(sigBuf[:0], enc)
 	if err != nil {
 		return "", err
 	}
@@ -39,17 +41,23 @@ func signPayload(key SigningKey, typ string, payload []byte) (string, error) {
 	return string(enc), nil
 }
 
-// appendHeader appends the base64url-encoded protected header.
-func appendHeader(dst []byte, key SigningKey, typ string) []byte {
+// sigSize estimates the length of key's signatures.
+func sigSize(key SigningKey) int {
+	if key.Algorithm == RS256 {
+		return 512
+	}
+	return ecdsaSize
+}
+
+// encodeHeader returns the base64url-encoded protected header.
+func encodeHeader(key SigningKey, typ string) string {
 	var h [256]byte
-	w := objWriter{b: append(h[:0], '{')}
-	w.name("alg")
-	w.b = appendString(w.b, string(key.Algorithm))
-	w.name("kid")
-	w.b = appendString(w.b, key.ID)
-	w.str("typ", typ)
-	w.b = append(w.b, '}')
-	return b64.AppendEncode(dst, w.b)
+	b := append(h[:0], '{')
+	b = appendStr(b, "alg", string(key.Algorithm))
+	b = appendStr(b, "kid", key.ID)
+	b = appendStr(b, "typ", typ)
+	b = append(b, '}')
+	return b64.EncodeToString(b)
 }
 
 // IssuerConfig configures an [Issuer].
@@ -68,6 +76,14 @@ type Issuer struct {
 	issuer string
 	key    func() (SigningKey, error)
 	now    func() time.Time
+	header atomic.Pointer[issuerHeader] // of the last key used
+}
+
+// issuerHeader is the encoded access-token header for one key.
+type issuerHeader struct {
+	id      string
+	alg     Algorithm
+	encoded string
 }
 
 // NewIssuer returns an Issuer for cfg.
@@ -121,8 +137,13 @@ func (i *Issuer) Issue(c Claims) (string, Claims, error) {
 	if err != nil {
 		return "", Claims{}, fmt.Errorf("token: getting the signing key: %w", err)
 	}
+	h := i.header.Load()
+	if h == nil || h.id != key.ID || h.alg != key.Algorithm {
+		h = &issuerHeader{id: key.ID, alg: key.Algorithm, encoded: encodeHeader(key, accessTokenType)}
+		i.header.Store(h)
+	}
 	var scratch [1024]byte
-	tok, err := signPayload(key, accessTokenType, appendClaims(scratch[:0], &c))
+	tok, err := signPayload(key, h.encoded, appendClaims(scratch[:0], &c))
 	if err != nil {
 		return "", Claims{}, err
 	}

@@ -12,8 +12,11 @@ import (
 
 // Defaults and limits of a [VerifierConfig].
 const (
-	DefaultLeeway  = 30 * time.Second
-	MaxLeeway      = 60 * time.Second
+	// DefaultLeeway is the clock-skew allowance when Leeway is zero.
+	DefaultLeeway = 30 * time.Second
+	// MaxLeeway is the largest Leeway NewVerifier accepts.
+	MaxLeeway = 60 * time.Second
+	// DefaultMaxSize is the token size limit, in bytes, when MaxSize is zero.
 	DefaultMaxSize = 8192
 )
 
@@ -275,7 +278,7 @@ func (v *Verifier) key(ctx context.Context, kid string) (PublicKey, error) {
 	if _, ok := v.keys.(*RemoteKeySet); !ok {
 		// Keys from other implementations have not been checked.
 		if err := checkPublic(key.Algorithm, key.Key, false); err != nil {
-			return PublicKey{}, err
+			return PublicKey{}, fmt.Errorf("%w: %w", ErrKeySetUnavailable, err)
 		}
 	}
 	return key, nil

@@ -8,8 +8,8 @@
 // A key looks like GitHub's tokens:
 //
 //	gk_live_0123456789ABabcdefghijklmnopqrstuvwxyzABCDEF0a1B2c
-//	└┬┘└┬─┘└────┬─────┘└──────────────┬─────────────┘└─┬──┘
-//	prefix env  ID (12)          secret (32)        CRC32 (6)
+//	└┘ └──┘ └────┬─────┘└───────────────┬──────────────┘└─┬──┘
+//	prefix env   ID (12)           secret (32)          CRC32 (6)
 //
 // The prefix (default "gk", configurable: 2–8 lowercase letters or digits)
 // says the string is a Gatehouse key, and the environment ("live" or
@@ -61,7 +61,7 @@
 // [Scanner] finds keys with a valid checksum in a stream
 // ([Scanner.ScanReader]), a directory tree ([Scanner.ScanTree]) or every
 // blob reachable in a git repository ([Scanner.ScanGitHistory]). Findings
-// carry the key's ID, never its secret.
+// carry the key's ID and, on request, its keyed hash; never its secret.
 //
 // # Security
 //

@@ -30,8 +30,9 @@ var (
 	ErrNotRegular = errors.New("apikey: not a regular file")
 )
 
-// Finding is one key found by a [Scanner]. It holds no secret: revoking by
-// ID is all a finding is for.
+// Finding is one key found by a [Scanner]. It holds no secret: the ID
+// finds the key's record, and Hash (if requested) shows whether the
+// finding is that key or a forgery carrying its ID.
 type Finding struct {
 	// Path is the file the key was found in (for git history, see
 	// [Scanner.ScanGitHistory]).
@@ -49,6 +50,11 @@ type Finding struct {
 	// object (blob, commit or tag) holding the key, and the commit that
 	// added it.
 	Object, Commit string
+	// Hash is the key's [Hasher.Hash] if the Scanner has a Hasher, else
+	// nil. Compare it with the stored hash before calling a key live or
+	// revoking it: the checksum is public, so anyone can write a string
+	// with a real key's ID and a valid checksum.
+	Hash []byte
 }
 
 // Scanner finds API keys with a valid checksum in text or binary data. It
@@ -72,6 +78,10 @@ type Scanner struct {
 	// Skipped, if not nil, is called for each path a tree or history scan
 	// does not read, with ErrFileTooLarge or ErrNotRegular.
 	Skipped func(path string, reason error)
+
+	// Hasher, if not nil, fills in Finding.Hash, so that a caller can
+	// check a finding against the store without the plaintext.
+	Hasher *Hasher
 
 	bufSize  int // tests set small buffers to exercise chunk boundaries
 	queueLen int // and a short queue between the git readers
@@ -252,6 +262,9 @@ func (s *Scanner) scan(r io.Reader, buf []byte, fn func(Finding) error) error {
 				ID:     string(key[h.prefixLen+markerLen : h.prefixLen+markerLen+IDLen]),
 			}
 			f.Masked = mask(f.Prefix, f.Env, f.ID, string(key[len(key)-4:]))
+			if s.Hasher != nil {
+				f.Hash = s.Hasher.Hash(string(key))
+			}
 			if err := fn(f); err != nil {
 				return err
 			}

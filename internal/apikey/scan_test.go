@@ -295,6 +295,33 @@ func TestScanTree(t *testing.T) {
 		t.Errorf("skipped %q, want %q", skipped, wantSkipped)
 	}
 
+	t.Run("hash", func(t *testing.T) {
+		h, err := NewHasher(testPepper(4))
+		if err != nil {
+			t.Fatal(err)
+		}
+		forged := Format{}.assemble(k1.ID, strings.Repeat("0", SecretLen)) // real ID, valid checksum
+		write("forged.txt", forged.Plaintext())
+		defer os.Remove(filepath.Join(root, "forged.txt"))
+		hashes := map[string][]byte{}
+		err = (&Scanner{Hasher: h}).ScanTree(context.Background(), root, func(f Finding) error {
+			rel, _ := filepath.Rel(root, f.Path)
+			hashes[rel] = f.Hash
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := hashes["a.txt"], h.Hash(k1.Plaintext()); !bytes.Equal(got, want) {
+			t.Errorf("Hash of real key = %x, want %x", got, want)
+		}
+		if got := hashes["forged.txt"]; got == nil || h.Equal(k1.Plaintext(), got) {
+			t.Errorf("Hash of forged key = %x, want a hash that differs from the real key's", got)
+		}
+		if got := scanAll(t, &Scanner{}, strings.NewReader(k1.Plaintext())); got[0].Hash != nil {
+			t.Errorf("Hash without a Hasher = %x, want nil", got[0].Hash)
+		}
+	})
 	t.Run("single file root", func(t *testing.T) {
 		var ids []string
 		err := (&Scanner{}).ScanTree(context.Background(), filepath.Join(root, "a.txt"), func(f Finding) error {

@@ -484,3 +484,21 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
 }
+
+func TestOversizedHeaderRefused(t *testing.T) {
+	_, base := start(t, Config{})
+	req, _ := http.NewRequest("GET", base+"/healthz", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 64<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("64 KiB header: got %d, want 431", resp.StatusCode)
+	}
+	// The server keeps serving.
+	if r, _ := get(t, base+"/healthz"); r.StatusCode != 200 {
+		t.Errorf("healthz after oversized header: %d", r.StatusCode)
+	}
+}

@@ -27,6 +27,7 @@ type command struct {
 
 // env is what every command gets: its output streams and environment.
 type env struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
 }
@@ -36,7 +37,11 @@ func commands() map[string]command {
 		"serve":   {"run the authorization server", runServe},
 		"migrate": {"apply database migrations and exit", runMigrate},
 		"keys":    {"list or rotate signing keys (keys list|rotate)", runKeys},
+		"client":  {"manage OAuth clients (client create|list|show|update|delete|rotate-secret)", runClient},
+		"user":    {"manage users (user create|list|delete|set-password)", runUser},
 		"version": {"print the version", runVersion},
+		"apikey":  {"manage API keys (apikey create|list|show|update|revoke|rotate|events)", runAPIKey},
+		"scan":    {"scan files and git history for leaked API keys", runScan},
 	}
 }
 
@@ -46,7 +51,7 @@ var Version = "dev"
 
 // Run runs the gatehouse command line args (without the program name).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	e := &env{stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	e := &env{stdin: os.Stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
 	cmds := commands()
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(stdout, cmds)

@@ -52,6 +52,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	tlsCert := fs.String("tls-cert", "", "TLS certificate `file` (PEM); serve HTTPS")
 	tlsKey := fs.String("tls-key", "", "TLS private key `file` (PEM)")
 	rotation := fs.Duration("key-rotation", 30*24*time.Hour, "signing-key rotation period")
+	var kf keyFormatFlags
+	kf.register(fs)
+	apikeyGrace := fs.Duration("apikey-grace", 24*time.Hour, "how long a rotated API key keeps working by default")
+	accessTTL := fs.Duration("access-token-ttl", 15*time.Minute, "default access-token lifetime")
+	secretGrace := fs.Duration("secret-grace", 24*time.Hour, "how long a client's old secret works after rotate-secret")
+	adminToken := fs.String("admin-token", "", "bearer `token` for the admin API under /admin/ (at least 32 characters; unset: disabled); prefer GATEHOUSE_ADMIN_TOKEN")
+	regToken := fs.String("registration-token", "", "initial access `token` for Dynamic Client Registration at /register (at least 32 characters; unset: disabled); prefer GATEHOUSE_REGISTRATION_TOKEN")
 	if err := parse(fs, e, args); err != nil {
 		return err
 	}
@@ -63,6 +70,17 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	cfg.TLSCert, cfg.TLSKey, cfg.KeyRotation = *tlsCert, *tlsKey, *rotation
+	if cfg.APIKeyFormat, err = kf.format(); err != nil {
+		return err
+	}
+	cfg.APIKeyGrace = *apikeyGrace
+	cfg.AccessTokenTTL, cfg.SecretGrace = *accessTTL, *secretGrace
+	for name, tok := range map[string]string{"admin-token": *adminToken, "registration-token": *regToken} {
+		if tok != "" && len(tok) < 32 {
+			return fmt.Errorf("%w: --%s must be at least 32 characters", ErrUsage, name)
+		}
+	}
+	cfg.AdminToken, cfg.InitialAccessToken = *adminToken, *regToken
 	cfg.Issuer = *issuer
 	if cfg.Issuer == "" {
 		scheme := "http"

@@ -23,12 +23,22 @@ type Metadata struct {
 	EndSessionEndpoint                string   `json:"end_session_endpoint,omitempty"`
 	ScopesSupported                   []string `json:"scopes_supported,omitempty"`
 	ResponseTypesSupported            []string `json:"response_types_supported,omitempty"`
+	ResponseModesSupported            []string `json:"response_modes_supported,omitempty"`
 	GrantTypesSupported               []string `json:"grant_types_supported,omitempty"`
 	SubjectTypesSupported             []string `json:"subject_types_supported,omitempty"`
 	IDTokenSigningAlgValuesSupported  []string `json:"id_token_signing_alg_values_supported,omitempty"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
-	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported,omitempty"`
-	AuthorizationResponseISSSupported bool     `json:"authorization_response_iss_parameter_supported,omitempty"`
+	// TokenEndpointAuthSigningAlgValuesSupported lists the private_key_jwt
+	// assertion algorithms accepted (RFC 8414 section 2).
+	TokenEndpointAuthSigningAlgValuesSupported []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
+	IntrospectionEndpointAuthMethodsSupported  []string `json:"introspection_endpoint_auth_methods_supported,omitempty"`
+	RevocationEndpointAuthMethodsSupported     []string `json:"revocation_endpoint_auth_methods_supported,omitempty"`
+	// IntrospectionSigningAlgValuesSupported lists the algorithms of JWT
+	// introspection responses (RFC 9701 section 7).
+	IntrospectionSigningAlgValuesSupported []string `json:"introspection_signing_alg_values_supported,omitempty"`
+	CodeChallengeMethodsSupported          []string `json:"code_challenge_methods_supported,omitempty"`
+	ClaimsSupported                        []string `json:"claims_supported,omitempty"`
+	AuthorizationResponseISSSupported      bool     `json:"authorization_response_iss_parameter_supported,omitempty"`
 }
 
 // NewMetadata returns the metadata of a server at issuer with the endpoints

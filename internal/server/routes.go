@@ -23,6 +23,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.serveDiscovery)
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.serveDiscovery)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.serveJWKS)
+	s.oauth.Register(mux)
+	s.registerAPIKeys(mux)
 	return s.instrument(mux)
 }
 

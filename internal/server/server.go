@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/apikey"
+	"github.com/gatehouse-dev/gatehouse/internal/keyauth"
 	"github.com/gatehouse-dev/gatehouse/internal/oauth"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/signing"
@@ -47,6 +49,25 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+
+	// AccessTokenTTL is the default access-token lifetime. Default 15 min.
+	AccessTokenTTL time.Duration
+	// SecretGrace is how long a client's previous secret keeps working
+	// after a rotation. Default 24 h.
+	SecretGrace time.Duration
+	// AdminToken enables the admin API under /admin/ (bearer token).
+	// Empty disables it.
+	AdminToken string
+	// InitialAccessToken enables Dynamic Client Registration (RFC 7591)
+	// for callers presenting it. Empty disables it.
+	InitialAccessToken string
+
+	// APIKeyFormat is the prefix and environment of API keys: new keys
+	// get it, and only keys of it are accepted. Default "gk", "live".
+	APIKeyFormat apikey.Format
+	// APIKeyGrace is how long a rotated API key keeps working by default.
+	// Default 24 h.
+	APIKeyGrace time.Duration
 }
 
 // Server is a running Gatehouse authorization server.
@@ -56,6 +77,8 @@ type Server struct {
 	store   *store.Store
 	master  *secret.Master
 	keys    *signing.Manager
+	oauth   *oauth.Provider
+	apikeys *keyauth.Service
 	metrics *metrics
 	handler http.Handler
 	tlsConf *tls.Config
@@ -229,14 +252,44 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	md := oauth.NewMetadata(cfg.Issuer)
+	hasher, err := secret.NewHasher(master.Pepper())
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if err := s.initAPIKeys(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.oauth, err = oauth.NewProvider(oauth.Config{
+		Issuer: cfg.Issuer, Store: st, Keys: s.keys, Hasher: hasher, Logger: cfg.Logger, Now: cfg.Now,
+		AccessTokenTTL: cfg.AccessTokenTTL, SecretGrace: cfg.SecretGrace,
+		AdminToken: cfg.AdminToken, InitialAccessToken: cfg.InitialAccessToken,
+		APIKeys: s.apikeys,
+	})
+	if err == nil {
+		err = s.oauth.Init(ctx)
+	}
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	md := s.oauth.Metadata()
 	if s.discovery, err = md.JSON(); err != nil {
 		st.Close()
 		return nil, err
 	}
 	s.metrics = newMetrics()
 	s.onChange = map[string]func(context.Context, []store.Change) error{
-		store.ChangeSigningKey: func(ctx context.Context, _ []store.Change) error { return s.keys.Reload(ctx) },
+		store.ChangeSigningKey: func(ctx context.Context, cs []store.Change) error {
+			if err := s.keys.Reload(ctx); err != nil {
+				return err
+			}
+			return s.oauth.OnSigningKeyChange(ctx, cs)
+		},
+		store.ChangeClient:       s.oauth.OnClientChange,
+		store.ChangeTokenRevoked: s.oauth.OnRevocationChange,
+		store.ChangeAPIKey:       s.apikeys.OnChange,
 	}
 	s.handler = s.routes()
 
@@ -245,6 +298,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.bg.Add(2)
 	go func() { defer s.bg.Done(); s.follow(bgCtx) }()
 	go func() { defer s.bg.Done(); s.schedule(bgCtx) }()
+	s.bg.Go(func() { s.apikeys.Run(bgCtx) })
 	return s, nil
 }
 
@@ -332,6 +386,9 @@ func (s *Server) schedule(ctx context.Context) {
 	for {
 		if err := s.keys.Tick(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("signing key schedule", "err", err)
+		}
+		if err := s.oauth.Prune(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("prune revocations", "err", err)
 		}
 		select {
 		case <-ctx.Done():

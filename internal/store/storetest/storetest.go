@@ -40,6 +40,9 @@ func Run(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"FollowBacklog", testFollowBacklog},
 		{"FollowConcurrentWriters", testFollowConcurrentWriters},
 		{"Closed", testClosed},
+		{"Clients", runClientTests},
+		{"Users", runUserTests},
+		{"APIKeys", testAPIKeysAndAudit},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

@@ -1,0 +1,151 @@
+package oauth
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/password"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/internal/web"
+)
+
+// maxUsernameLen bounds the username accepted by the login form.
+const maxUsernameLen = 256
+
+// renderLogin shows the login page.
+func (p *Provider) renderLogin(w http.ResponseWriter, r *http.Request, status int, clientName, username, msg, returnTo string) {
+	p.flow.pages.Render(w, status, web.PageLogin, web.LoginData{
+		Title:      "Sign in",
+		ClientName: clientName,
+		Username:   username,
+		Error:      msg,
+		CSRF:       p.csrfToken(w, r),
+		ReturnTo:   returnTo,
+	})
+}
+
+// safeReturnTo returns where to go after signing in: a local path that is
+// the authorization endpoint or the account page, never another site.
+func safeReturnTo(s string) string {
+	if s == AuthorizePath || strings.HasPrefix(s, AuthorizePath+"?") || s == ConsentsPath || s == APIKeysPagePath {
+		if !strings.ContainsAny(s, "\\\r\n") {
+			return s
+		}
+	}
+	return ConsentsPath
+}
+
+// serveLoginPage shows the login page on its own, for a user who comes to
+// manage their account.
+func (p *Provider) serveLoginPage(w http.ResponseWriter, r *http.Request) {
+	p.renderLogin(w, r, http.StatusOK, "", "", "", safeReturnTo(r.URL.Query().Get("return_to")))
+}
+
+// clientIP is the address the request came from. Gatehouse does not trust
+// forwarding headers here: behind a proxy, every user shares the proxy's
+// address and the per-account limit does the work.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// serveLogin checks a username and password. Failures are throttled per
+// account and per address (see throttle), and take as long for an unknown
+// username as for a known one.
+func (p *Provider) serveLogin(w http.ResponseWriter, r *http.Request) {
+	if !parsePostForm(r) {
+		p.renderError(w, http.StatusBadRequest, errInvalidRequest, "The form could not be read.")
+		return
+	}
+	returnTo := safeReturnTo(r.PostForm.Get("return_to"))
+	clientName := p.returnToClientName(r, returnTo)
+	if !p.checkCSRF(r) {
+		p.renderLogin(w, r, http.StatusForbidden, clientName, "", "The form expired. Please sign in again.", returnTo)
+		return
+	}
+	username := r.PostForm.Get("username")
+	pw := r.PostForm.Get("password")
+	if username == "" || pw == "" || len(username) > maxUsernameLen || len(pw) > password.MaxLength {
+		p.renderLogin(w, r, http.StatusBadRequest, clientName, "", "Enter your username and password.", returnTo)
+		return
+	}
+	accountKey, ipKey := "u:"+username, "ip:"+clientIP(r)
+	if d := p.flow.throttle.wait(accountKey, ipKey); d > 0 {
+		w.Header().Set("Retry-After", fmt.Sprint(int(d.Round(time.Second)/time.Second)+1))
+		p.renderLogin(w, r, http.StatusTooManyRequests, clientName, username,
+			fmt.Sprintf("Too many failed attempts. Please wait %s and try again.", roundWait(d)), returnTo)
+		return
+	}
+	u, err := p.store.UserByUsername(r.Context(), username)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		password.CheckDummy(pw)
+		err = password.ErrMismatch
+	case err != nil:
+		p.log.Error("login: user lookup", "err", err)
+		p.renderError(w, http.StatusInternalServerError, errServerError, "The server could not handle the request. Please try again later.")
+		return
+	default:
+		err = password.Check(u.PasswordHash, pw)
+		if err == nil && u.Disabled {
+			err = password.ErrMismatch
+		}
+	}
+	if err != nil {
+		if !errors.Is(err, password.ErrMismatch) {
+			p.log.Error("login: password check", "user_id", u.ID, "err", err)
+		}
+		p.flow.throttle.fail(accountKey, accountFreeFailures)
+		p.flow.throttle.fail(ipKey, ipFreeFailures)
+		p.log.Info("login failed", "ip", clientIP(r))
+		p.renderLogin(w, r, http.StatusUnauthorized, clientName, username, "Wrong username or password.", returnTo)
+		return
+	}
+	p.flow.throttle.succeed(accountKey)
+	// A new session ID at every sign-in: an ID planted before login is
+	// worthless after it (session fixation).
+	if err := p.endSession(r.Context(), w, r); err != nil {
+		p.log.Warn("login: end previous session", "err", err)
+	}
+	if err := p.startSession(r.Context(), w, u); err != nil {
+		p.log.Error("login: start session", "err", err)
+		p.renderError(w, http.StatusInternalServerError, errServerError, "The server could not handle the request. Please try again later.")
+		return
+	}
+	p.log.Info("login", "user_id", u.ID)
+	http.Redirect(w, r, returnTo, http.StatusSeeOther)
+}
+
+// returnToClientName names the client of the authorization request in
+// returnTo, for the login page; "" if there is none.
+func (p *Provider) returnToClientName(r *http.Request, returnTo string) string {
+	_, query, ok := strings.Cut(returnTo, "?")
+	if !ok {
+		return ""
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return ""
+	}
+	c, err := p.client(r.Context(), q.Get("client_id"))
+	if err != nil {
+		return ""
+	}
+	return c.Name
+}
+
+// roundWait describes a wait for people.
+func roundWait(d time.Duration) string {
+	if d < time.Minute {
+		return fmt.Sprintf("%d seconds", int(d.Round(time.Second)/time.Second)+1)
+	}
+	return fmt.Sprintf("%d minutes", int(d.Round(time.Minute)/time.Minute)+1)
+}

@@ -1,0 +1,120 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Consent records that a user allowed a client some scopes, so the consent
+// page is not shown again for them.
+type Consent struct {
+	UserID    string
+	ClientID  string
+	Scopes    []string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// encodeScopeList joins scopes for storage; scopes never contain spaces
+// (RFC 6749, section 3.3).
+func encodeScopeList(scopes []string) string { return strings.Join(scopes, " ") }
+
+// decodeScopeList is the inverse of encodeScopeList.
+func decodeScopeList(s string) []string { return strings.Fields(s) }
+
+// PutConsent stores c, replacing the scopes of an existing consent of the
+// same user and client. UserID and ClientID are required (else
+// [ErrInvalid]); an unknown user wraps [ErrNotFound].
+func (s *Store) PutConsent(ctx context.Context, c Consent) error {
+	if c.UserID == "" || c.ClientID == "" {
+		return fmt.Errorf("store: put consent: %w: empty user or client", ErrInvalid)
+	}
+	now := millis(s.now())
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var one int
+		if err := tx.QueryRowContext(ctx, "SELECT 1 FROM users WHERE id = $1", c.UserID).Scan(&one); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO consents (user_id, client_id, scopes, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
+			 ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, updated_at = excluded.updated_at`,
+			c.UserID, c.ClientID, encodeScopeList(c.Scopes), now)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: put consent: %w", err)
+	}
+	return nil
+}
+
+// Consent returns the user's consent for the client, or an error wrapping
+// [ErrNotFound].
+func (s *Store) Consent(ctx context.Context, userID, clientID string) (Consent, error) {
+	c := Consent{UserID: userID, ClientID: clientID}
+	var scopes string
+	var created, updated int64
+	err := s.db.QueryRowContext(ctx,
+		"SELECT scopes, created_at, updated_at FROM consents WHERE user_id = $1 AND client_id = $2",
+		userID, clientID).Scan(&scopes, &created, &updated)
+	if err != nil {
+		return Consent{}, fmt.Errorf("store: consent: %w", mapErr(err))
+	}
+	c.Scopes, c.CreatedAt, c.UpdatedAt = decodeScopeList(scopes), fromMillis(created), fromMillis(updated)
+	return c, nil
+}
+
+// Consents returns every consent the user has given, ordered by client ID.
+func (s *Store) Consents(ctx context.Context, userID string) ([]Consent, error) {
+	rows, err := s.db.QueryContext(ctx,
+		"SELECT client_id, scopes, created_at, updated_at FROM consents WHERE user_id = $1 ORDER BY client_id", userID)
+	if err != nil {
+		return nil, fmt.Errorf("store: consents: %w", mapErr(err))
+	}
+	defer rows.Close()
+	var cs []Consent
+	for rows.Next() {
+		c := Consent{UserID: userID}
+		var scopes string
+		var created, updated int64
+		if err := rows.Scan(&c.ClientID, &scopes, &created, &updated); err != nil {
+			return nil, fmt.Errorf("store: consents: %w", mapErr(err))
+		}
+		c.Scopes, c.CreatedAt, c.UpdatedAt = decodeScopeList(scopes), fromMillis(created), fromMillis(updated)
+		cs = append(cs, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: consents: %w", mapErr(err))
+	}
+	return cs, nil
+}
+
+// DeleteConsent withdraws the user's consent for the client and, in the
+// same transaction, revokes every refresh-token family the client holds
+// for the user (see [Store.RevokeFamily]): withdrawing consent takes back
+// what it allowed. A missing consent wraps [ErrNotFound].
+func (s *Store) DeleteConsent(ctx context.Context, userID, clientID string) error {
+	now := s.now()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM consents WHERE user_id = $1 AND client_id = $2", userID, clientID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrNotFound
+		}
+		denied, err := s.revokeFamiliesTx(ctx, tx, "user_id = $1 AND client_id = $2", now, userID, clientID)
+		if err != nil {
+			return err
+		}
+		return s.recordRevocationsTx(ctx, tx, denied)
+	})
+	if err != nil {
+		return fmt.Errorf("store: delete consent: %w", err)
+	}
+	return nil
+}

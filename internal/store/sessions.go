@@ -1,0 +1,90 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Session is a signed-in browser. The cookie holds a random session ID;
+// the store keeps only its keyed hash, so a stolen database does not let
+// anyone sign in.
+type Session struct {
+	IDHash    []byte    // keyed hash of the session ID in the cookie
+	UserID    string    // who signed in
+	AuthTime  time.Time // when the user last entered a password ("auth_time")
+	CreatedAt time.Time
+	ExpiresAt time.Time // the session ends then, whatever happens
+}
+
+// CreateSession inserts sess. IDHash, UserID and ExpiresAt are required
+// (else [ErrInvalid]); a zero CreatedAt becomes now. An unknown user wraps
+// [ErrNotFound].
+func (s *Store) CreateSession(ctx context.Context, sess Session) error {
+	if len(sess.IDHash) == 0 || sess.UserID == "" || sess.ExpiresAt.IsZero() {
+		return fmt.Errorf("store: create session: %w: missing ID hash, user or expiry", ErrInvalid)
+	}
+	if sess.CreatedAt.IsZero() {
+		sess.CreatedAt = s.now()
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var one int
+		if err := tx.QueryRowContext(ctx, "SELECT 1 FROM users WHERE id = $1", sess.UserID).Scan(&one); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx,
+			"INSERT INTO sessions (id_hash, user_id, auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+			sess.IDHash, sess.UserID, millis(sess.AuthTime), millis(sess.CreatedAt), millis(sess.ExpiresAt))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: create session: %w", err)
+	}
+	return nil
+}
+
+// Session returns the session whose ID hashes to idHash if it has not
+// expired by now, or an error wrapping [ErrNotFound].
+func (s *Store) Session(ctx context.Context, idHash []byte, now time.Time) (Session, error) {
+	sess := Session{IDHash: idHash}
+	var authTime, created, expires int64
+	err := s.db.QueryRowContext(ctx,
+		"SELECT user_id, auth_time, created_at, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2",
+		idHash, millis(now)).Scan(&sess.UserID, &authTime, &created, &expires)
+	if err != nil {
+		return Session{}, fmt.Errorf("store: session: %w", mapErr(err))
+	}
+	sess.AuthTime, sess.CreatedAt, sess.ExpiresAt = fromMillis(authTime), fromMillis(created), fromMillis(expires)
+	return sess, nil
+}
+
+// DeleteSession ends the session whose ID hashes to idHash. Ending a
+// session that does not exist is not an error.
+func (s *Store) DeleteSession(ctx context.Context, idHash []byte) error {
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM sessions WHERE id_hash = $1", idHash); err != nil {
+		return fmt.Errorf("store: delete session: %w", mapErr(err))
+	}
+	return nil
+}
+
+// DeleteExpired deletes sessions and authorization codes that expired
+// before now, and returns how many rows it deleted.
+func (s *Store) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
+	var total int64
+	for _, q := range []string{
+		"DELETE FROM sessions WHERE expires_at < $1",
+		"DELETE FROM auth_codes WHERE expires_at < $1",
+	} {
+		res, err := s.db.ExecContext(ctx, q, millis(now))
+		if err != nil {
+			return 0, fmt.Errorf("store: delete expired: %w", mapErr(err))
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, fmt.Errorf("store: delete expired: %w", mapErr(err))
+		}
+		total += n
+	}
+	return int(total), nil
+}

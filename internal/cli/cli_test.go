@@ -23,12 +23,14 @@ func TestConfigPrecedence(t *testing.T) {
 	cfgFile := filepath.Join(dir, "gatehouse.toml")
 	os.WriteFile(cfgFile, []byte("addr = \"file:1\"\nissuer = \"https://file\"\ndata = \"/file\"\n"), 0o600)
 	env := map[string]string{"GATEHOUSE_ISSUER": "https://env", "GATEHOUSE_DATA": "/env"}
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs := flag.NewFlagSet("gatehouse serve", flag.ContinueOnError)
 	fs.String("config", "", "")
 	addr := fs.String("addr", "default:1", "")
 	issuer := fs.String("issuer", "", "")
 	data := fs.String("data", "", "")
 	db := fs.String("db", "default-db", "")
+	name := fs.String("name", "", "")
+	env["GATEHOUSE_NAME"] = "from-env"
 	if err := fs.Parse([]string{"--config", cfgFile, "--data", "/flag"}); err != nil {
 		t.Fatal(err)
 	}
@@ -37,6 +39,7 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 	for _, c := range []struct{ name, got, want string }{
 		{"addr (file beats default)", *addr, "file:1"},
+		{"name (not a setting: command line only)", *name, ""},
 		{"issuer (env beats file)", *issuer, "https://env"},
 		{"data (flag beats env)", *data, "/flag"},
 		{"db (default)", *db, "default-db"},
@@ -51,6 +54,7 @@ func TestConfigFileErrors(t *testing.T) {
 	dir := t.TempDir()
 	cases := map[string]string{
 		"unknown key": "addr = \"x\"\nadress = \"typo\"\n",
+		"not a setting": "name = \"x\"\n",
 		"not toml":    "addr = \n",
 		"bad value":   "key-rotation = \"soon\"\n",
 	}
@@ -246,5 +250,38 @@ func TestKeysAndMigrateCommands(t *testing.T) {
 	text := string(run("keys", "list"))
 	if !strings.Contains(text, rotated[0].ID) || !strings.Contains(text, "STATE") {
 		t.Errorf("text listing:\n%s", text)
+	}
+}
+
+// TestSharedConfigFile checks that one config file serves every command:
+// an admin command ignores serve-only keys, and a client's own flags are
+// never filled from the environment.
+func TestSharedConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "gatehouse.toml")
+	os.WriteFile(cfg, []byte("addr = \"127.0.0.1:0\"\naccess-token-ttl = \"1m\"\ndata = \""+filepath.Join(dir, "data")+"\"\n"), 0o600)
+	t.Setenv("GATEHOUSE_NAME", "from-env")
+	var out bytes.Buffer
+	if err := Run(context.Background(), []string{"keys", "list", "--config", cfg, "--json"}, &out, io.Discard); err != nil {
+		t.Fatalf("keys list with a shared config file: %v", err)
+	}
+	out.Reset()
+	err := Run(context.Background(), []string{"client", "create", "--config", cfg, "--name", "cli", "--grant-type", "client_credentials", "--scope", "read", "--json"}, &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(out.Bytes(), &c); err != nil {
+		t.Fatal(err)
+	}
+	if c["client_name"] != "cli" && c["name"] != "cli" {
+		t.Errorf("client name: got %v", c)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "gatehouse.db")); err != nil {
+		t.Errorf("config file's data dir not used: %v", err)
+	}
+	// The server's access-token-ttl setting must not become the client's.
+	if v, ok := c["access_token_ttl"]; ok && v != float64(0) && v != "" {
+		t.Errorf("client got the server's access-token-ttl from the config file: %v", v)
 	}
 }

@@ -106,10 +106,10 @@ func (f *clientFlags) apply(c *store.Client, set map[string]bool) error {
 }
 
 // parseClientArgs parses a client subcommand's flags. The client ID may
-// come before or after the flags. Only the store flags are also read from
-// the environment and the config file: client settings come from the
-// command line alone.
-func parseClientArgs(fs *flag.FlagSet, sf *storeFlags, e *env, args []string, wantID bool) (id string, err error) {
+// come before or after the flags. Only the store settings are also read
+// from the environment and the config file (see bindSources): client
+// settings come from the command line alone.
+func parseClientArgs(fs *flag.FlagSet, e *env, args []string, wantID bool) (id string, err error) {
 	if wantID && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		id, args = args[0], args[1:]
 	}
@@ -129,18 +129,9 @@ func parseClientArgs(fs *flag.FlagSet, sf *storeFlags, e *env, args []string, wa
 	if wantID && id == "" {
 		return "", fmt.Errorf("%w: a client ID is required", ErrUsage)
 	}
-	storeOnly := newFlagSet("store", e)
-	var bound storeFlags
-	bound.register(storeOnly)
-	fs.Visit(func(f *flag.Flag) {
-		if storeOnly.Lookup(f.Name) != nil {
-			storeOnly.Set(f.Name, f.Value.String())
-		}
-	})
-	if err := bindSources(storeOnly, e.getenv); err != nil {
+	if err := bindSources(fs, e.getenv); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	*sf = bound
 	return id, nil
 }
 
@@ -174,7 +165,7 @@ func runClient(ctx context.Context, e *env, args []string) error {
 	default:
 		return fmt.Errorf("%w: unknown client subcommand %q: %s", ErrUsage, sub, clientUsage)
 	}
-	id, err := parseClientArgs(fs, &sf, e, args, wantID)
+	id, err := parseClientArgs(fs, e, args, wantID)
 	if err != nil {
 		return err
 	}

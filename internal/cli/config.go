@@ -11,11 +11,37 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// bindSources fills every flag of fs that was not given on the command line
-// from, in order of precedence, the environment (GATEHOUSE_<NAME>, with
-// dashes as underscores) and the config file named by the "config" flag
-// (TOML, keys spelled like the flags). Unknown keys in the config file are
-// an error, so a typo is not silently ignored.
+// settings are the flags that may also come from the environment
+// (GATEHOUSE_<NAME>) and the config file: process-wide settings, shared by
+// `serve` and the offline admin commands. Per-command arguments (a client's
+// --name, a key's --scope, …) come only from the command line, so a stray
+// GATEHOUSE_NAME can never fill them in.
+var settings = map[string]bool{
+	"config": true, "data": true, "db": true, "log-format": true, "log-level": true,
+	"apikey-prefix": true, "apikey-env": true,
+}
+
+// serveSettings are settings that only `serve` reads; in other commands a
+// flag of the same name (such as `client create --access-token-ttl`) means
+// something else.
+var serveSettings = map[string]bool{
+	"addr": true, "issuer": true, "tls-cert": true, "tls-key": true, "key-rotation": true,
+	"apikey-grace": true, "access-token-ttl": true, "secret-grace": true,
+	"admin-token": true, "registration-token": true,
+}
+
+// isSetting reports whether flag name of fs may come from the environment
+// or the config file.
+func isSetting(fs *flag.FlagSet, name string) bool {
+	return settings[name] || (serveSettings[name] && fs.Name() == "gatehouse serve")
+}
+
+// bindSources fills every setting of fs (see settings) that was not given on
+// the command line from, in order of precedence, the environment
+// (GATEHOUSE_<NAME>, with dashes as underscores) and the config file named
+// by the "config" flag (TOML, keys spelled like the flags). One config file
+// serves every command: each takes the keys it knows. A key that is no
+// setting of any command is an error, so a typo is not silently ignored.
 func bindSources(fs *flag.FlagSet, getenv func(string) string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -35,7 +61,7 @@ func bindSources(fs *flag.FlagSet, getenv func(string) string) error {
 			}
 			var unknown []string
 			for k := range file {
-				if fs.Lookup(k) == nil || k == "config" {
+				if k == "config" || !(settings[k] || serveSettings[k]) {
 					unknown = append(unknown, k)
 				}
 			}
@@ -48,7 +74,7 @@ func bindSources(fs *flag.FlagSet, getenv func(string) string) error {
 
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || f.Name == "config" {
+		if set[f.Name] || f.Name == "config" || !isSetting(fs, f.Name) {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {

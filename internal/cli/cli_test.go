@@ -53,10 +53,10 @@ func TestConfigPrecedence(t *testing.T) {
 func TestConfigFileErrors(t *testing.T) {
 	dir := t.TempDir()
 	cases := map[string]string{
-		"unknown key": "addr = \"x\"\nadress = \"typo\"\n",
+		"unknown key":   "addr = \"x\"\nadress = \"typo\"\n",
 		"not a setting": "name = \"x\"\n",
-		"not toml":    "addr = \n",
-		"bad value":   "key-rotation = \"soon\"\n",
+		"not toml":      "addr = \n",
+		"bad value":     "key-rotation = \"soon\"\n",
 	}
 	for name, content := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -113,5 +113,16 @@ func FuzzScanReader(f *testing.F) {
 		if !slices.ContainsFunc(got, func(h hitOf) bool { return h.Offset == int64(i) && h.ID == key.ID }) {
 			t.Fatalf("planted key at %d not found in %+v", i, got)
 		}
+		if anyPrefix {
+			keys := FindIn(string(planted))
+			if len(keys) != len(got) {
+				t.Fatalf("FindIn found %d keys, the scanner %d", len(keys), len(got))
+			}
+			for j, k := range keys {
+				if h := got[j]; !strings.HasPrefix(string(planted[h.Offset:]), k) || !strings.HasPrefix(k, h.Prefix+"_"+h.Env+"_"+h.ID) {
+					t.Fatalf("FindIn key %d is not the scanner's finding %+v", j, h)
+				}
+			}
+		}
 	})
 }

@@ -102,6 +102,18 @@ func (s *Scanner) ScanReader(r io.Reader, path string, fn func(Finding) error) e
 	})
 }
 
+// FindIn returns every key with a valid checksum in s, of any prefix, in
+// order of position: what a [Scanner] without Prefixes finds. It suits
+// short strings, such as a URL's query string, for which ScanReader's
+// buffer would be waste.
+func FindIn(s string) []string {
+	var keys []string
+	for _, h := range (&Scanner{}).find([]byte(s), 0, len(s), nil) {
+		keys = append(keys, s[h.start:h.start+h.prefixLen+window])
+	}
+	return keys
+}
+
 // ScanTree walks the file tree at root and scans every regular file. It
 // does not follow symbolic links (not even root), does not descend into
 // .git directories (use ScanGitHistory for those), and skips special files

@@ -121,6 +121,11 @@ func TestScanReader(t *testing.T) {
 			if want := referenceScan([]byte(tt.text), tt.prefixes); !slices.Equal(hitsOf(got), want) {
 				t.Errorf("findings %+v, want %+v", hitsOf(got), want)
 			}
+			if tt.prefixes == nil {
+				if keys := FindIn(tt.text); !slices.Equal(keys, tt.want) {
+					t.Errorf("FindIn found %d keys, want %d: %q", len(keys), len(tt.want), keys)
+				}
+			}
 			for _, f := range got {
 				if strings.Contains(fmt.Sprintf("%+v", f), gk[20:40]) {
 					t.Errorf("finding %+v contains the secret", f)

@@ -173,14 +173,7 @@ func (h *handler) refuseQueryKeys(w http.ResponseWriter, r *http.Request) bool {
 	if err != nil {
 		raw = r.URL.RawQuery
 	}
-	var found []string
-	_ = (&apikey.Scanner{}).ScanReader(strings.NewReader(raw), "query", func(f apikey.Finding) error {
-		end := int(f.Offset) + apikey.Format{Prefix: f.Prefix, Env: f.Env}.Len()
-		if end <= len(raw) {
-			found = append(found, raw[f.Offset:end])
-		}
-		return nil
-	})
+	found := apikey.FindIn(raw)
 	suspicious := len(found) > 0
 	for name := range r.URL.Query() {
 		if queryKeyParams[strings.ToLower(name)] {

@@ -451,6 +451,24 @@ func (u *usageLog) add(id string, now time.Time, ip netip.Addr) {
 	u.mu.Unlock()
 }
 
+// restore merges m, taken by a flush that could not write it, back into
+// the log: counts add up and the later last-use time wins.
+func (u *usageLog) restore(m map[string]*usage) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for id, old := range m {
+		e := u.m[id]
+		if e == nil {
+			u.m[id] = old
+			continue
+		}
+		e.count += old.count
+		if old.last.After(e.last) {
+			e.last, e.ip = old.last, old.ip
+		}
+	}
+}
+
 func (u *usageLog) take() map[string]*usage {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -507,7 +525,9 @@ func (q *auditQueue) requeue(evs []store.AuditEvent) {
 
 // Flush writes the pending last-used times and use counts, one audit event
 // per key summarising its successful verifications since the last flush,
-// and the queued refusal events.
+// and the queued refusal events. What it cannot write because the store is
+// unreachable is kept for the next flush (refusal events up to the queue's
+// bound), so a brief outage loses nothing.
 func (s *Service) Flush(ctx context.Context) error {
 	var errs []error
 	if m := s.usage.take(); m != nil {
@@ -523,9 +543,14 @@ func (s *Service) Flush(ctx context.Context) error {
 				SourceIP: ip, Details: detailsJSON(map[string]any{"count": u.count})})
 		}
 		if err := s.st.RecordAPIKeyUse(ctx, uses); err != nil {
-			errs = append(errs, err) // best effort: counts of this batch are lost
+			// The batch is one transaction: nothing of it was written, so
+			// the next flush writes it, and its summary events, together
+			// with the uses that come meanwhile.
+			s.usage.restore(m)
+			errs = append(errs, err)
+		} else {
+			s.auditLog.requeueFront(evs)
 		}
-		s.auditLog.requeueFront(evs)
 	}
 	evs, dropped := s.auditLog.take()
 	if dropped > 0 {

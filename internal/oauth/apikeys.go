@@ -18,6 +18,33 @@ type APIKeyVerifier interface {
 	// Verify returns the key's principal, or the reason it is refused, or
 	// an error when the answer cannot be known (the store is down).
 	Verify(ctx context.Context, plaintext string, ip netip.Addr) (token.Principal, apikey.Reason, error)
+	// ReportExposed flags plaintext, if it is a real key, as seen where
+	// keys must never be: where is "url_query" for a URL query string.
+	ReportExposed(ctx context.Context, plaintext string, ip netip.Addr, where string) (bool, error)
+}
+
+// flagKeysInQuery flags every API key in r's query string as exposed, so
+// that its owner is told to rotate it. The endpoints that take tokens
+// refuse a query string anyway (see parseForm); this is only about telling
+// the owner.
+func (p *Provider) flagKeysInQuery(r *http.Request) {
+	if p.cfg.APIKeys == nil || r.URL.RawQuery == "" {
+		return
+	}
+	raw, err := url.QueryUnescape(r.URL.RawQuery)
+	if err != nil {
+		raw = r.URL.RawQuery
+	}
+	keys := apikey.FindIn(raw)
+	if len(keys) == 0 {
+		return
+	}
+	ip, _ := netip.ParseAddr(clientIP(r))
+	for _, k := range keys {
+		if _, err := p.cfg.APIKeys.ReportExposed(r.Context(), k, ip.Unmap(), "url_query"); err != nil {
+			p.log.Warn("API key in query: could not flag it", "path", r.URL.Path, "err", err)
+		}
+	}
 }
 
 // introspectAPIKey answers for tok if it has the shape of an API key, so

@@ -61,6 +61,7 @@ func (p *Provider) introspectors() []introspectFunc {
 // otherwise the token is reported inactive. With "Accept:
 // application/token-introspection+jwt" the answer is a signed JWT (RFC 9701).
 func (p *Provider) serveIntrospect(w http.ResponseWriter, r *http.Request) {
+	p.flagKeysInQuery(r)
 	form, oe := readForm(r)
 	if oe != nil {
 		writeError(w, oe)

@@ -26,6 +26,7 @@ func (p *Provider) revokers() []revokeFunc {
 // authenticate; public clients identify themselves with client_id. The
 // token_type_hint is only a hint (section 2.1): every kind is tried.
 func (p *Provider) serveRevoke(w http.ResponseWriter, r *http.Request) {
+	p.flagKeysInQuery(r)
 	form, oe := readForm(r)
 	if oe != nil {
 		writeError(w, oe)

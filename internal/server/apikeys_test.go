@@ -182,3 +182,51 @@ func TestAPIKeysWithOAuthClients(t *testing.T) {
 		t.Errorf("introspect revoked API key: %d %v, want {active: false}", status, out)
 	}
 }
+
+// TestAPIKeyInOAuthQuery checks that the OAuth endpoints that take tokens
+// refuse an API key sent in the URL query string, as they refuse any query
+// string, and flag a real key sent that way as exposed, so its owner is told
+// to rotate it.
+func TestAPIKeyInOAuthQuery(t *testing.T) {
+	_, base := start(t, Config{AdminToken: testAdminToken, Logger: slog.New(slog.DiscardHandler)})
+	status, client := call(t, "POST", base+"/admin/clients", nil, `{"client_name":"gw","grant_types":["client_credentials"],"scope":"read"}`)
+	id, _ := client["client_id"].(string)
+	secret, _ := client["client_secret"].(string)
+	if status != 201 || id == "" || secret == "" {
+		t.Fatalf("create client: %d %v", status, client)
+	}
+	for _, path := range []string{"/introspect", "/revoke"} {
+		t.Run(path, func(t *testing.T) {
+			status, created := call(t, "POST", base+keyauth.AdminKeysPath, nil, `{"name":"leaky"}`)
+			if status != 201 {
+				t.Fatalf("create key: %d %v", status, created)
+			}
+			key, keyID := created["key"].(string), created["id"].(string)
+			req, _ := http.NewRequest("POST", base+path+"?token="+key, strings.NewReader("token="+key))
+			req.SetBasicAuth(id, secret)
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 400 || !strings.Contains(string(body), "query string") || strings.Contains(string(body), key) {
+				t.Errorf("POST %s?token=<key>: %d %s; want 400 saying why, without the key", path, resp.StatusCode, body)
+			}
+			if status, shown := call(t, "GET", base+keyauth.AdminKeysPath+"/"+keyID, nil, ""); status != 200 || shown["exposed_at"] == nil {
+				t.Errorf("key after being sent in a query: %d %v; want exposed_at set", status, shown)
+			}
+			_, out := call(t, "GET", base+keyauth.AdminKeysPath+"/"+keyID+"/events", nil, "")
+			evs, _ := out["events"].([]any)
+			found := false
+			for _, e := range evs {
+				ev, _ := e.(map[string]any)
+				found = found || ev["event"] == keyauth.EventExposed && ev["reason"] == "key_in_query"
+			}
+			if !found {
+				t.Errorf("events of the key = %v, want an exposure with reason key_in_query", evs)
+			}
+		})
+	}
+}

@@ -53,9 +53,11 @@
 //
 // [Guard.Revoke] evicts a token (by "jti") or an API key (by id) at once and
 // remembers the id, so that an answer in flight, or from a Gatehouse
-// replica that has not seen the revocation yet, is refused too. Without a
-// revocation feed, a revoked API key is accepted for at most KeyTTL and a
-// revoked JWT until it expires.
+// replica that has not seen the revocation yet, is refused too.
+// [Guard.Follow] subscribes to Gatehouse's revocation feed and calls it for
+// every revocation, within about 100 ms. Without the feed, or while it is
+// down ([Guard.FeedStatus]), a revoked API key is accepted for at most
+// KeyTTL and a revoked JWT until it expires.
 //
 // # Responses
 //

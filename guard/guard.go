@@ -107,6 +107,7 @@ type Guard struct {
 	flights  map[keyHash]*flight
 
 	revoked revocations
+	feed    feedState // see Guard.Follow
 
 	realm    string
 	clientIP func(*http.Request) netip.Addr

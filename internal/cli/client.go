@@ -32,7 +32,8 @@ type clientFlags struct {
 	accessAlg, idAlg, jwksFile       string
 	jwksURI                          string
 	grantTypes, redirects, audiences stringList
-	public                           bool
+	exchangeAudiences                stringList
+	public, impersonate              bool
 	accessTTL, refreshTTL            time.Duration
 }
 
@@ -42,10 +43,12 @@ func (f *clientFlags) register(fs *flag.FlagSet, create bool) {
 		fs.BoolVar(&f.public, "public", false, "a public client (native or browser app): no secret, PKCE required")
 	}
 	fs.StringVar(&f.name, "name", "", "client `name`, shown on the consent page")
-	fs.Var(&f.grantTypes, "grant-type", "allowed grant `type` (repeat): authorization_code, client_credentials, refresh_token")
+	fs.Var(&f.grantTypes, "grant-type", "allowed grant `type` (repeat): authorization_code, client_credentials, refresh_token, "+oauth.GrantTypeTokenExchange)
 	fs.StringVar(&f.scope, "scope", "", "allowed `scopes`, space-separated")
 	fs.Var(&f.redirects, "redirect-uri", "registered redirect `URI` (repeat)")
 	fs.Var(&f.audiences, "audience", "`audience` of the client's access tokens (repeat; default: the issuer)")
+	fs.Var(&f.exchangeAudiences, "exchange-audience", "`audience` the client may get tokens for by token exchange (repeat; needs the token-exchange grant)")
+	fs.BoolVar(&f.impersonate, "impersonate", false, "token exchanges by this client do not add it to the act chain (impersonation)")
 	fs.DurationVar(&f.accessTTL, "access-token-ttl", 0, "access-token lifetime (0: server default)")
 	fs.DurationVar(&f.refreshTTL, "refresh-token-ttl", 0, "refresh-token lifetime (0: server default)")
 	fs.StringVar(&f.accessAlg, "access-token-alg", "", "access-token `alg`: ES256 (default), EdDSA or RS256")
@@ -73,6 +76,12 @@ func (f *clientFlags) apply(c *store.Client, set map[string]bool) error {
 	}
 	if given("audience") {
 		c.Audiences = f.audiences
+	}
+	if given("exchange-audience") {
+		c.ExchangeAudiences = f.exchangeAudiences
+	}
+	if given("impersonate") {
+		c.MayImpersonate = f.impersonate
 	}
 	if given("access-token-ttl") {
 		c.AccessTokenTTL = f.accessTTL
@@ -304,6 +313,12 @@ func (o *clientOutput) one(c *store.Client, plainSecret string) error {
 	}
 	for _, a := range j.Audiences {
 		fmt.Fprintf(w, "audience:      %s\n", a)
+	}
+	for _, a := range j.ExchangeAudiences {
+		fmt.Fprintf(w, "exchange for:  %s\n", a)
+	}
+	if j.MayImpersonate {
+		fmt.Fprintln(w, "impersonate:   true")
 	}
 	if len(c.PrevSecretHash) > 0 && time.Now().Before(c.PrevSecretExpiresAt) {
 		fmt.Fprintf(w, "old secret:    valid until %s\n", c.PrevSecretExpiresAt.Format(time.RFC3339))

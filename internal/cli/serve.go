@@ -93,6 +93,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%w (set --issuer to the public URL clients use)", err)
 	}
 
+	tuneGC()
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
@@ -101,6 +102,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer srv.Close()
+	releaseStartupMemory()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

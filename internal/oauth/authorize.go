@@ -370,7 +370,7 @@ func (p *Provider) continueAuthorize(w http.ResponseWriter, r *http.Request, req
 		})
 		return
 	}
-	p.issueCode(w, r, req, sess)
+	p.issueCode(w, r, req, sess, nil)
 }
 
 func cloneValues(v url.Values) url.Values {
@@ -393,11 +393,12 @@ func coversAll(have, want []string) bool {
 
 // issueCode creates an authorization code for the signed-in user and
 // sends the browser back to the client with it (RFC 6749 section 4.1.2,
-// RFC 9207).
-func (p *Provider) issueCode(w http.ResponseWriter, r *http.Request, req authzRequest, sess session) {
+// RFC 9207). A non-nil consent, the user's answer on the consent page, is
+// stored in the same transaction as the code.
+func (p *Provider) issueCode(w http.ResponseWriter, r *http.Request, req authzRequest, sess session, consent *store.Consent) {
 	code := secret.RandomString(32)
 	now := p.now()
-	err := p.store.CreateAuthCode(r.Context(), store.AuthCode{
+	ac := store.AuthCode{
 		Hash:          p.hasher.Hash(domainAuthCode, code),
 		ClientID:      req.client.ID,
 		UserID:        sess.user.ID,
@@ -408,7 +409,13 @@ func (p *Provider) issueCode(w http.ResponseWriter, r *http.Request, req authzRe
 		AuthTime:      sess.rec.AuthTime,
 		CreatedAt:     now,
 		ExpiresAt:     now.Add(p.cfg.CodeTTL),
-	})
+	}
+	var err error
+	if consent != nil {
+		err = p.store.CreateAuthCodeWithConsent(r.Context(), ac, *consent)
+	} else {
+		err = p.store.CreateAuthCode(r.Context(), ac)
+	}
 	if err != nil {
 		p.log.Error("authorize: create code", "err", err)
 		p.authorizeError(w, r, req, redirectError(errServerError, "internal error"))

@@ -47,7 +47,8 @@ type credentials struct {
 // request that uses more than one method (section 2.3). A request with
 // only a client_id is a public client ("none").
 func parseCredentials(header string, form url.Values) (credentials, *oauthError) {
-	var creds []credentials
+	var buf [3]credentials
+	creds := buf[:0]
 	if header != "" {
 		scheme, rest, _ := strings.Cut(header, " ")
 		if !strings.EqualFold(scheme, "Basic") {
@@ -117,6 +118,10 @@ func parseBasic(b64 string) (id, secret string, err error) {
 	return id, secret, nil
 }
 
+// authFailed is the one description of every failed client
+// authentication: it never says why.
+const authFailed = "client authentication failed"
+
 // authenticateClient checks the client credentials of a request to the
 // endpoint at endpointURL and returns the client. Failures are invalid_client
 // (or server_error when the store fails) and never say whether the client
@@ -134,10 +139,9 @@ func (p *Provider) authenticateClient(ctx context.Context, r *http.Request, form
 		p.log.Error("client authentication: load client", "err", err)
 		return nil, serverError()
 	}
-	fail := invalidClient("client authentication failed")
 	if creds.method == authNone {
 		if c == nil || !c.Public {
-			return nil, fail
+			return nil, invalidClient(authFailed)
 		}
 		return c, nil
 	}
@@ -145,10 +149,10 @@ func (p *Provider) authenticateClient(ctx context.Context, r *http.Request, form
 		// Spend the same time as for a known client, so response timing
 		// does not reveal which client IDs exist.
 		p.hasher.Equal(hashDomainClientSecret, creds.secret, make([]byte, 32))
-		return nil, fail
+		return nil, invalidClient(authFailed)
 	}
 	if c.Public || !usesSecret(c) || !p.secretMatches(c, creds.secret) {
-		return nil, fail
+		return nil, invalidClient(authFailed)
 	}
 	return c, nil
 }

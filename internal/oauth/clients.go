@@ -21,7 +21,7 @@ import (
 var ErrInvalidClient = errors.New("invalid client settings")
 
 // GrantTypes are the grant types a client may be registered for.
-var GrantTypes = []string{"authorization_code", "client_credentials", "refresh_token"}
+var GrantTypes = []string{"authorization_code", "client_credentials", "refresh_token", GrantTypeTokenExchange}
 
 // Bounds of per-client token lifetimes.
 const (
@@ -77,6 +77,10 @@ func CheckClient(c *store.Client) error {
 		return bad("unsupported token endpoint auth method %q", c.TokenEndpointAuthMethod)
 	case c.Public && has("client_credentials"):
 		return bad("a public client cannot use client_credentials")
+	case c.Public && has(GrantTypeTokenExchange):
+		return bad("a public client cannot use token exchange")
+	case (len(c.ExchangeAudiences) > 0 || c.MayImpersonate) && !has(GrantTypeTokenExchange):
+		return bad("exchange audiences and impersonation need the %s grant", GrantTypeTokenExchange)
 	case has("refresh_token") && !has("authorization_code"):
 		return bad("refresh_token needs authorization_code")
 	case has("authorization_code") && len(c.RedirectURIs) == 0:
@@ -94,7 +98,7 @@ func CheckClient(c *store.Client) error {
 			return bad("scope %q is not a valid scope token", s)
 		}
 	}
-	for _, a := range c.Audiences {
+	for _, a := range slices.Concat(c.Audiences, c.ExchangeAudiences) {
 		if a == "" || len(a) > 512 || !printable(a) || strings.Contains(a, " ") {
 			return bad("audience %q must be 1 to 512 printable characters without spaces", a)
 		}
@@ -200,6 +204,8 @@ type ClientJSON struct {
 	Scope                   string          `json:"scope,omitempty"`
 	RedirectURIs            []string        `json:"redirect_uris,omitempty"`
 	Audiences               []string        `json:"audiences,omitempty"`
+	ExchangeAudiences       []string        `json:"exchange_audiences,omitempty"`
+	MayImpersonate          bool            `json:"may_impersonate,omitempty"`
 	TokenEndpointAuthMethod string          `json:"token_endpoint_auth_method"`
 	JWKS                    json.RawMessage `json:"jwks,omitempty"`
 	JWKSURI                 string          `json:"jwks_uri,omitempty"`
@@ -223,6 +229,8 @@ func NewClientJSON(c *store.Client) ClientJSON {
 		Scope:                   strings.Join(c.Scopes, " "),
 		RedirectURIs:            c.RedirectURIs,
 		Audiences:               c.Audiences,
+		ExchangeAudiences:       c.ExchangeAudiences,
+		MayImpersonate:          c.MayImpersonate,
 		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
 		JWKSURI:                 c.JWKSURI,
 		AccessTokenTTL:          int64(c.AccessTokenTTL / time.Second),
@@ -265,6 +273,8 @@ func (j *ClientJSON) Apply(c *store.Client) error {
 	}
 	c.RedirectURIs = slices.Clone(j.RedirectURIs)
 	c.Audiences = slices.Clone(j.Audiences)
+	c.ExchangeAudiences = slices.Clone(j.ExchangeAudiences)
+	c.MayImpersonate = j.MayImpersonate
 	c.TokenEndpointAuthMethod = j.TokenEndpointAuthMethod
 	c.JWKS = nil
 	if len(j.JWKS) > 0 && string(j.JWKS) != "null" {

@@ -68,12 +68,8 @@ func (p *Provider) serveConsent(w http.ResponseWriter, r *http.Request) {
 			scopes = append(scopes, s)
 		}
 	}
-	if err := p.store.PutConsent(r.Context(), store.Consent{UserID: sess.user.ID, ClientID: req.client.ID, Scopes: scopes}); err != nil {
-		p.log.Error("consent: store", "err", err)
-		p.authorizeError(w, r, req, redirectError(errServerError, "internal error"))
-		return
-	}
-	p.issueCode(w, r, req, sess)
+	// The consent and the code it allows are stored in one transaction.
+	p.issueCode(w, r, req, sess, &store.Consent{UserID: sess.user.ID, ClientID: req.client.ID, Scopes: scopes})
 }
 
 // serveConsentsPage lists the applications the user has allowed, each

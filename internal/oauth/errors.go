@@ -110,9 +110,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		status, b = http.StatusInternalServerError, []byte(`{"error":"server_error"}`)
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	// Shared, never modified value slices: Header.Set would allocate one
+	// per header per response on the token endpoint's hot path.
+	h["Content-Type"] = headerJSON
+	h["Cache-Control"] = headerNoStore
+	h["Pragma"] = headerNoCache
 	w.WriteHeader(status)
 	w.Write(b)
 }
+
+// Header values of JSON answers, shared by every response (net/http only
+// reads them; Header.Set and Header.Add replace or copy them).
+var (
+	headerJSON    = []string{"application/json"}
+	headerNoStore = []string{"no-store"}
+	headerNoCache = []string{"no-cache"}
+)

@@ -134,15 +134,9 @@ func (p *Provider) currentSession(r *http.Request) (session, bool, error) {
 	if err != nil || ck.Value == "" || len(ck.Value) > 128 {
 		return session{}, false, nil
 	}
-	ctx := r.Context()
-	rec, err := p.store.Session(ctx, p.hasher.Hash(domainSession, ck.Value), p.now())
-	if errors.Is(err, store.ErrNotFound) {
-		return session{}, false, nil
-	}
-	if err != nil {
-		return session{}, false, err
-	}
-	u, err := p.store.User(ctx, rec.UserID)
+	// One query for the session and its user: every authorization
+	// request of a signed-in browser needs both.
+	rec, u, err := p.store.SessionUser(r.Context(), p.hasher.Hash(domainSession, ck.Value), p.now())
 	if errors.Is(err, store.ErrNotFound) || (err == nil && u.Disabled) {
 		return session{}, false, nil
 	}

@@ -83,14 +83,19 @@ func atHash(alg token.Algorithm, accessToken string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:len(sum)/2])
 }
 
-// issueIDToken signs an ID token for user u, issued to client c with the
-// access token of resp.
-func (p *Provider) issueIDToken(c *store.Client, u store.User, scopes []string, authTime time.Time, nonce string, resp tokenResponse) (string, error) {
-	alg := idTokenAlg(c)
-	key, err := p.cfg.Keys.Active(alg)
+// idTokenKey returns the key that signs c's ID tokens now.
+func (p *Provider) idTokenKey(c *store.Client) (token.SigningKey, error) {
+	key, err := p.cfg.Keys.Active(idTokenAlg(c))
 	if err != nil {
-		return "", fmt.Errorf("id token: %w", err)
+		return token.SigningKey{}, fmt.Errorf("id token: %w", err)
 	}
+	return key, nil
+}
+
+// issueIDToken signs with key (see idTokenKey) an ID token for user u,
+// issued to client c with the access token of resp.
+func (p *Provider) issueIDToken(key token.SigningKey, c *store.Client, u store.User, scopes []string, authTime time.Time, nonce string, resp tokenResponse) (string, error) {
+	alg := key.Algorithm
 	now := p.now()
 	ttl := c.AccessTokenTTL
 	if ttl <= 0 {

@@ -103,6 +103,8 @@ type Provider struct {
 
 	flow *userFlow // login, consent and logout pages
 
+	grants map[string]grantFunc // grantHandlers, built once
+
 	md Metadata
 }
 
@@ -169,6 +171,7 @@ func NewProvider(cfg Config) (*Provider, error) {
 		return nil, fmt.Errorf("oauth: %w", err)
 	}
 	p.flow = flow
+	p.grants = p.grantHandlers()
 	p.md = p.metadata()
 	return p, nil
 }

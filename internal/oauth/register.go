@@ -48,6 +48,12 @@ func (p *Provider) serveRegister(w http.ResponseWriter, r *http.Request) {
 		writeTokenError(w, http.StatusBadRequest, errInvalidClientMeta, "client_id and secrets are assigned by the server")
 		return
 	}
+	if len(j.ExchangeAudiences) > 0 || j.MayImpersonate {
+		// Token-exchange policy grants access to other services: only an
+		// administrator sets it.
+		writeTokenError(w, http.StatusBadRequest, errInvalidClientMeta, "token exchange policy is set by an administrator")
+		return
+	}
 	out, oe := p.createClient(r.Context(), &j, true)
 	if oe != nil {
 		writeError(w, oe)
@@ -111,6 +117,8 @@ func (p *Provider) serveRegisteredPut(w http.ResponseWriter, r *http.Request, c 
 		writeTokenError(w, http.StatusBadRequest, errInvalidRequest, "client_secret does not match")
 		return
 	}
+	// The token-exchange policy is the administrator's: keep it.
+	j.ExchangeAudiences, j.MayImpersonate = c.ExchangeAudiences, c.MayImpersonate
 	updated := *c
 	if err := j.Apply(&updated); err != nil {
 		writeError(w, p.metadataError(err))

@@ -42,8 +42,14 @@ func (p *Provider) grantHandlers() map[string]grantFunc {
 		"client_credentials": p.grantClientCredentials,
 		"authorization_code": p.grantAuthorizationCode,
 		"refresh_token":      p.grantRefreshToken,
+
+		GrantTypeTokenExchange: p.grantTokenExchange,
 	}
 }
+
+// formType is the only content type of token, introspection and
+// revocation requests.
+const formType = "application/x-www-form-urlencoded"
 
 // errForm marks the errors of parseForm.
 var errForm = errors.New("oauth: bad request form")
@@ -57,12 +63,15 @@ func parseForm(contentType, rawQuery string, body []byte) (url.Values, error) {
 	if rawQuery != "" {
 		return nil, fmt.Errorf("%w: parameters must be sent in the request body, not the query string", errForm)
 	}
-	mt, params, err := mime.ParseMediaType(contentType)
-	if err != nil || mt != "application/x-www-form-urlencoded" {
-		return nil, fmt.Errorf("%w: content type must be application/x-www-form-urlencoded", errForm)
-	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return nil, fmt.Errorf("%w: charset must be UTF-8", errForm)
+	// The common exact form skips the general parser, which allocates.
+	if !strings.EqualFold(contentType, formType) {
+		mt, params, err := mime.ParseMediaType(contentType)
+		if err != nil || mt != formType {
+			return nil, fmt.Errorf("%w: content type must be application/x-www-form-urlencoded", errForm)
+		}
+		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+			return nil, fmt.Errorf("%w: charset must be UTF-8", errForm)
+		}
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
@@ -121,7 +130,7 @@ func (p *Provider) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeTokenError(w, http.StatusBadRequest, errInvalidRequest, "grant_type is missing")
 		return
 	}
-	grant, ok := p.grantHandlers()[gt]
+	grant, ok := p.grants[gt]
 	if !ok {
 		writeTokenError(w, http.StatusBadRequest, errUnsupportedGrantType, "unsupported grant_type")
 		return

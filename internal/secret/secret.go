@@ -18,10 +18,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // MinLength is the minimum length, in bytes, of a master secret given by
@@ -216,6 +218,14 @@ func RandomString(n int) string {
 // enough to test candidate secrets offline.
 type Hasher struct {
 	pepper []byte
+	pool   sync.Pool // of *keyedMAC
+}
+
+// keyedMAC is a reusable HMAC under the pepper, with a buffer for its
+// input.
+type keyedMAC struct {
+	mac hash.Hash
+	in  []byte
 }
 
 // NewHasher returns a Hasher keyed with pepper, which must be at least 32
@@ -230,14 +240,31 @@ func NewHasher(pepper []byte) (*Hasher, error) {
 // Hash returns the 32-byte keyed hash of s, with domain separating the kinds
 // of secret (so a client secret's hash never matches a refresh token's).
 func (h *Hasher) Hash(domain, s string) []byte {
-	mac := hmac.New(sha256.New, h.pepper)
-	mac.Write([]byte(domain))
-	mac.Write([]byte{0})
-	mac.Write([]byte(s))
-	return mac.Sum(nil)
+	return h.appendHash(make([]byte, 0, sha256.Size), domain, s)
 }
 
 // Equal reports whether s hashes to stored, in constant time.
 func (h *Hasher) Equal(domain, s string, stored []byte) bool {
-	return hmac.Equal(h.Hash(domain, s), stored)
+	var buf [sha256.Size]byte
+	return hmac.Equal(h.appendHash(buf[:0], domain, s), stored)
+}
+
+// appendHash appends the keyed hash of s in domain to dst. The HMAC
+// state is pooled: a client-credentials grant or an API-key check hashes
+// a secret on every request.
+func (h *Hasher) appendHash(dst []byte, domain, s string) []byte {
+	k, _ := h.pool.Get().(*keyedMAC)
+	if k == nil {
+		k = &keyedMAC{mac: hmac.New(sha256.New, h.pepper)}
+	}
+	k.in = append(append(append(k.in[:0], domain...), 0), s...)
+	k.mac.Reset()
+	k.mac.Write(k.in)
+	dst = k.mac.Sum(dst)
+	// The input is a secret: wipe it. A huge input's buffer is not kept.
+	clear(k.in)
+	if cap(k.in) <= 4096 {
+		h.pool.Put(k)
+	}
+	return dst
 }

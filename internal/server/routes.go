@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -25,6 +24,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /.well-known/jwks.json", s.serveJWKS)
 	s.oauth.Register(mux)
 	s.registerAPIKeys(mux)
+	s.registerFeed(mux)
 	return s.instrument(mux)
 }
 
@@ -55,17 +55,17 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "public, max-age=3600")
-	h.Set("Access-Control-Allow-Origin", "*")
+	h["Content-Type"] = headerJSON
+	h["Cache-Control"] = headerDiscoveryMaxAge
+	h["Access-Control-Allow-Origin"] = headerAnyOrigin
 	w.Write(s.discovery)
 }
 
 func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h.Set("Content-Type", "application/jwk-set+json")
-	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(s.keys.JWKSMaxAge().Seconds())))
-	h.Set("Access-Control-Allow-Origin", "*")
+	h["Content-Type"] = headerJWKS
+	h["Cache-Control"] = s.jwksCacheControl
+	h["Access-Control-Allow-Origin"] = headerAnyOrigin
 	w.Write(s.keys.JWKS())
 }
 
@@ -92,6 +92,19 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// Values of the headers instrument sets on every response. They are
+// shared and never modified: net/http only reads them, and Header.Set
+// replaces rather than changes a value slice.
+var (
+	headerNosniff    = []string{"nosniff"}
+	headerNoReferrer = []string{"no-referrer"}
+
+	headerJSON            = []string{"application/json"}
+	headerJWKS            = []string{"application/jwk-set+json"}
+	headerDiscoveryMaxAge = []string{"public, max-age=3600"}
+	headerAnyOrigin       = []string{"*"}
+)
+
 // instrument wraps the mux: it bounds bodies, sets safe default headers,
 // turns panics into 500s, and records metrics and a debug log line per
 // request. The log names the route pattern and path only: query strings
@@ -101,9 +114,9 @@ func (s *Server) instrument(mux *http.ServeMux) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		h := sw.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		if r.Body != nil {
+		h["X-Content-Type-Options"] = headerNosniff // shared slices: Set allocates
+		h["Referrer-Policy"] = headerNoReferrer
+		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = http.MaxBytesReader(sw, r.Body, maxBodyBytes)
 		}
 		defer func() {
@@ -130,8 +143,10 @@ func (s *Server) instrument(mux *http.ServeMux) http.Handler {
 			if status >= 500 {
 				level = slog.LevelWarn
 			}
-			s.log.Log(r.Context(), level, "request", "method", r.Method, "route", route, "path", r.URL.Path,
-				"status", status, "duration", elapsed)
+			if s.log.Enabled(r.Context(), level) { // the arguments alone allocate
+				s.log.Log(r.Context(), level, "request", "method", r.Method, "route", route, "path", r.URL.Path,
+					"status", status, "duration", elapsed)
+			}
 		}()
 		mux.ServeHTTP(sw, r)
 	})

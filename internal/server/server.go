@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -80,11 +81,13 @@ type Server struct {
 	oauth   *oauth.Provider
 	apikeys *keyauth.Service
 	metrics *metrics
+	feed    *feedHub // the revocation feed's fan-out
 	handler http.Handler
 	tlsConf *tls.Config
 
-	discovery []byte
-	lastSeq   int64
+	discovery        []byte
+	jwksCacheControl []string // the JWKS answer's Cache-Control value
+	lastSeq          int64
 	// onChange maps a change kind to what the server does when another
 	// process makes such a change.
 	onChange map[string]func(context.Context, []store.Change) error
@@ -275,6 +278,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	md := s.oauth.Metadata()
+	s.jwksCacheControl = []string{"public, max-age=" + strconv.Itoa(int(s.keys.JWKSMaxAge().Seconds()))}
 	if s.discovery, err = md.JSON(); err != nil {
 		st.Close()
 		return nil, err
@@ -291,6 +295,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		store.ChangeTokenRevoked: s.oauth.OnRevocationChange,
 		store.ChangeAPIKey:       s.apikeys.OnChange,
 	}
+	s.feed = newFeedHub(s.lastSeq)
 	s.handler = s.routes()
 
 	bgCtx, cancel := context.WithCancel(context.Background())
@@ -325,6 +330,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		TLSConfig:         s.tlsConf,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	// Shutdown waits for streaming responses (the revocation feed) without
+	// ending them; they watch this context instead.
+	streams, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
+	hs.BaseContext = func(net.Listener) context.Context {
+		return withStreamsDone(context.Background(), streams.Done())
+	}
 	errc := make(chan error, 1)
 	go func() {
 		if s.tlsConf != nil {
@@ -339,6 +351,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down: finishing in-flight requests")
+	endStreams()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
@@ -373,6 +386,7 @@ func (s *Server) follow(ctx context.Context) {
 				}
 			}
 		}
+		s.publishChanges(ctx, changes)
 	})
 	if err != nil && ctx.Err() == nil {
 		s.log.Error("change feed stopped", "err", err)

@@ -52,26 +52,33 @@ type Client struct {
 	// RegistrationTokenHash is the keyed hash of the RFC 7592 registration
 	// access token of a dynamically registered client; empty otherwise.
 	RegistrationTokenHash []byte
-	CreatedAt             time.Time
-	UpdatedAt             time.Time
+	// ExchangeAudiences are the audiences the client may get tokens for by
+	// token exchange (RFC 8693); empty means it may exchange for none.
+	ExchangeAudiences []string
+	// MayImpersonate lets the client's token exchanges issue tokens that do
+	// not name it as an actor (impersonation, RFC 8693 section 1.1).
+	MayImpersonate bool
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
 }
 
 const clientColumns = `id, name, secret_hash, prev_secret_hash, prev_secret_expires_at, public,
 	grant_types, scopes, redirect_uris, audiences, access_token_ttl, refresh_token_ttl,
 	access_token_alg, id_token_alg, jwks, jwks_uri, token_endpoint_auth_method,
-	registration_token_hash, created_at, updated_at`
+	registration_token_hash, created_at, updated_at, exchange_audiences, may_impersonate`
 
 // clientRow is a Client in stored form.
 type clientRow struct {
-	public                                      int64
+	public, mayImpersonate                      int64
 	grantTypes, scopes, redirectURIs, audiences string
+	exchangeAudiences                           string
 	accessTTL, refreshTTL                       int64
 	prevExpires, created, updated               int64
 }
 
 func (c *Client) args() ([]any, error) {
-	lists := make([]string, 4)
-	for i, l := range [][]string{c.GrantTypes, c.Scopes, c.RedirectURIs, c.Audiences} {
+	lists := make([]string, 5)
+	for i, l := range [][]string{c.GrantTypes, c.Scopes, c.RedirectURIs, c.Audiences, c.ExchangeAudiences} {
 		if l == nil {
 			l = []string{}
 		}
@@ -81,15 +88,18 @@ func (c *Client) args() ([]any, error) {
 		}
 		lists[i] = string(b)
 	}
-	public := 0
+	public, impersonate := 0, 0
 	if c.Public {
 		public = 1
+	}
+	if c.MayImpersonate {
+		impersonate = 1
 	}
 	return []any{
 		c.ID, c.Name, nonNil(c.SecretHash), nonNil(c.PrevSecretHash), millis(c.PrevSecretExpiresAt), public,
 		lists[0], lists[1], lists[2], lists[3], c.AccessTokenTTL.Milliseconds(), c.RefreshTokenTTL.Milliseconds(),
 		c.AccessTokenAlg, c.IDTokenAlg, nonNil(c.JWKS), c.JWKSURI, c.TokenEndpointAuthMethod,
-		nonNil(c.RegistrationTokenHash), millis(c.CreatedAt), millis(c.UpdatedAt),
+		nonNil(c.RegistrationTokenHash), millis(c.CreatedAt), millis(c.UpdatedAt), lists[4], impersonate,
 	}, nil
 }
 
@@ -116,7 +126,7 @@ func scanClient(sc interface{ Scan(dest ...any) error }) (Client, error) {
 	err := sc.Scan(&c.ID, &c.Name, &c.SecretHash, &c.PrevSecretHash, &r.prevExpires, &r.public,
 		&r.grantTypes, &r.scopes, &r.redirectURIs, &r.audiences, &r.accessTTL, &r.refreshTTL,
 		&c.AccessTokenAlg, &c.IDTokenAlg, &c.JWKS, &c.JWKSURI, &c.TokenEndpointAuthMethod,
-		&c.RegistrationTokenHash, &r.created, &r.updated)
+		&c.RegistrationTokenHash, &r.created, &r.updated, &r.exchangeAudiences, &r.mayImpersonate)
 	if err != nil {
 		return Client{}, err
 	}
@@ -124,10 +134,12 @@ func scanClient(sc interface{ Scan(dest ...any) error }) (Client, error) {
 	c.JWKS, c.RegistrationTokenHash = emptyNil(c.JWKS), emptyNil(c.RegistrationTokenHash)
 	c.PrevSecretExpiresAt = fromMillis(r.prevExpires)
 	c.Public = r.public != 0
+	c.MayImpersonate = r.mayImpersonate != 0
 	for _, l := range []struct {
 		raw string
 		dst *[]string
-	}{{r.grantTypes, &c.GrantTypes}, {r.scopes, &c.Scopes}, {r.redirectURIs, &c.RedirectURIs}, {r.audiences, &c.Audiences}} {
+	}{{r.grantTypes, &c.GrantTypes}, {r.scopes, &c.Scopes}, {r.redirectURIs, &c.RedirectURIs}, {r.audiences, &c.Audiences},
+		{r.exchangeAudiences, &c.ExchangeAudiences}} {
 		if err := json.Unmarshal([]byte(l.raw), l.dst); err != nil {
 			return Client{}, fmt.Errorf("client %q: corrupt list column: %w", c.ID, err)
 		}
@@ -171,7 +183,7 @@ func (s *Store) CreateClient(ctx context.Context, c Client) (Client, error) {
 	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, "INSERT INTO clients ("+clientColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`, args...)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`, args...)
 		if err != nil {
 			return err
 		}
@@ -246,14 +258,16 @@ func (s *Store) UpdateClient(ctx context.Context, c Client) (Client, error) {
 			return fmt.Errorf("%w: client %q has a secret and cannot become public", ErrInvalid, c.ID)
 		}
 		// args: 0 id, 1 name, 5 public, 6..9 lists, 10..11 ttls, 12..16
-		// algs, jwks, jwks_uri, auth method, 17 registration token, 19 updated.
+		// algs, jwks, jwks_uri, auth method, 17 registration token, 19 updated,
+		// 20 exchange audiences, 21 may impersonate.
 		_, err = tx.ExecContext(ctx, `UPDATE clients SET name = $2, public = $3, grant_types = $4, scopes = $5,
 			redirect_uris = $6, audiences = $7, access_token_ttl = $8, refresh_token_ttl = $9,
 			access_token_alg = $10, id_token_alg = $11, jwks = $12, jwks_uri = $13,
-			token_endpoint_auth_method = $14, registration_token_hash = $15, updated_at = $16
+			token_endpoint_auth_method = $14, registration_token_hash = $15, updated_at = $16,
+			exchange_audiences = $17, may_impersonate = $18
 			WHERE id = $1`,
 			args[0], args[1], args[5], args[6], args[7], args[8], args[9], args[10], args[11],
-			args[12], args[13], args[14], args[15], args[16], args[17], args[19])
+			args[12], args[13], args[14], args[15], args[16], args[17], args[19], args[20], args[21])
 		if err != nil {
 			return err
 		}

@@ -44,19 +44,58 @@ func scanAuthCode(row interface{ Scan(...any) error }) (AuthCode, error) {
 // RedirectURI, CodeChallenge and ExpiresAt are required (else
 // [ErrInvalid]); a zero CreatedAt becomes now.
 func (s *Store) CreateAuthCode(ctx context.Context, c AuthCode) error {
+	if err := s.checkAuthCode(&c); err != nil {
+		return fmt.Errorf("store: create code: %w", err)
+	}
+	if _, err := s.exec(ctx, insertAuthCode, authCodeArgs(c)...); err != nil {
+		return fmt.Errorf("store: create code: %w", mapUserRef(err))
+	}
+	return nil
+}
+
+const insertAuthCode = "INSERT INTO auth_codes (" + authCodeColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, '')"
+
+// authCodeArgs are the arguments of insertAuthCode.
+func authCodeArgs(c AuthCode) []any {
+	return []any{c.Hash, c.ClientID, c.UserID, c.RedirectURI, encodeScopeList(c.Scopes), c.Nonce, c.CodeChallenge,
+		millis(c.AuthTime), millis(c.CreatedAt), millis(c.ExpiresAt)}
+}
+
+// checkAuthCode checks the required fields of a new code and fills in a
+// zero CreatedAt.
+func (s *Store) checkAuthCode(c *AuthCode) error {
 	if len(c.Hash) == 0 || c.ClientID == "" || c.UserID == "" || c.RedirectURI == "" ||
 		c.CodeChallenge == "" || c.ExpiresAt.IsZero() {
-		return fmt.Errorf("store: create code: %w: missing field", ErrInvalid)
+		return fmt.Errorf("%w: missing field", ErrInvalid)
 	}
 	if c.CreatedAt.IsZero() {
 		c.CreatedAt = s.now()
 	}
-	_, err := s.db.ExecContext(ctx,
-		"INSERT INTO auth_codes ("+authCodeColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, '')",
-		c.Hash, c.ClientID, c.UserID, c.RedirectURI, encodeScopeList(c.Scopes), c.Nonce, c.CodeChallenge,
-		millis(c.AuthTime), millis(c.CreatedAt), millis(c.ExpiresAt))
+	return nil
+}
+
+// CreateAuthCodeWithConsent stores the user's consent con (as
+// [Store.PutConsent] does) and the code c it allows (as
+// [Store.CreateAuthCode] does) in one transaction: the consent page's
+// answer costs one durable commit, not two. Both records must name the
+// same user and client (else [ErrInvalid]); an unknown user wraps
+// [ErrNotFound].
+func (s *Store) CreateAuthCodeWithConsent(ctx context.Context, c AuthCode, con Consent) error {
+	if err := s.checkAuthCode(&c); err != nil {
+		return fmt.Errorf("store: create code: %w", err)
+	}
+	if con.UserID != c.UserID || con.ClientID != c.ClientID {
+		return fmt.Errorf("store: create code: %w: consent of another user or client", ErrInvalid)
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.txExec(ctx, tx, upsertConsent, con.UserID, con.ClientID, encodeScopeList(con.Scopes), millis(c.CreatedAt)); err != nil {
+			return mapUserRef(err)
+		}
+		_, err := s.txExec(ctx, tx, insertAuthCode, authCodeArgs(c)...)
+		return mapUserRef(err)
+	})
 	if err != nil {
-		return fmt.Errorf("store: create code: %w", mapErr(err))
+		return fmt.Errorf("store: create code: %w", err)
 	}
 	return nil
 }
@@ -64,12 +103,14 @@ func (s *Store) CreateAuthCode(ctx context.Context, c AuthCode) error {
 // AuthCode returns the code whose hash is hash, used or not, expired or
 // not, or an error wrapping [ErrNotFound].
 func (s *Store) AuthCode(ctx context.Context, hash []byte) (AuthCode, error) {
-	c, err := scanAuthCode(s.db.QueryRowContext(ctx, "SELECT "+authCodeColumns+" FROM auth_codes WHERE hash = $1", hash))
+	c, err := scanAuthCode(s.queryRow(ctx, selectAuthCode, hash))
 	if err != nil {
 		return AuthCode{}, fmt.Errorf("store: code: %w", mapErr(err))
 	}
 	return c, nil
 }
+
+const selectAuthCode = "SELECT " + authCodeColumns + " FROM auth_codes WHERE hash = $1"
 
 // RedeemAuthCode uses the code whose hash is hash, once, at time now
 // (codes expired by then are refused): in one transaction it marks the
@@ -93,21 +134,17 @@ func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, familyID string
 	var replay bool
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		replay = false
-		res, err := tx.ExecContext(ctx,
-			"UPDATE auth_codes SET used_at = $1, family_id = $2 WHERE hash = $3 AND used_at = 0 AND expires_at > $1",
-			millis(now), familyID, hash)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		c, err = scanAuthCode(tx.QueryRowContext(ctx, "SELECT "+authCodeColumns+" FROM auth_codes WHERE hash = $1", hash))
-		if err != nil {
-			return err
-		}
-		if n == 0 {
+		// The update returns the code it redeemed, so the common case
+		// needs no second read; only a refusal reads the code to tell a
+		// replay from an unknown or expired code.
+		var err error
+		c, err = scanAuthCode(s.txQueryRow(ctx, tx,
+			"UPDATE auth_codes SET used_at = $1, family_id = $2 WHERE hash = $3 AND used_at = 0 AND expires_at > $1 RETURNING "+authCodeColumns,
+			millis(now), familyID, hash))
+		if errors.Is(err, sql.ErrNoRows) {
+			if c, err = scanAuthCode(s.txQueryRow(ctx, tx, selectAuthCode, hash)); err != nil {
+				return err
+			}
 			if c.UsedAt.IsZero() {
 				return fmt.Errorf("%w: code expired", ErrNotFound)
 			}
@@ -121,7 +158,10 @@ func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, familyID string
 			}
 			return s.recordRevocationsTx(ctx, tx, denied)
 		}
-		_, err = tx.ExecContext(ctx,
+		if err != nil {
+			return err
+		}
+		_, err = s.txExec(ctx, tx,
 			`INSERT INTO refresh_families (id, client_id, user_id, scopes, auth_time, created_at, revoked_at)
 			 VALUES ($1, $2, $3, $4, $5, $6, 0)`,
 			familyID, c.ClientID, c.UserID, encodeScopeList(c.Scopes), millis(c.AuthTime), millis(now))

@@ -32,23 +32,17 @@ func (s *Store) PutConsent(ctx context.Context, c Consent) error {
 	if c.UserID == "" || c.ClientID == "" {
 		return fmt.Errorf("store: put consent: %w: empty user or client", ErrInvalid)
 	}
-	now := millis(s.now())
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var one int
-		if err := tx.QueryRowContext(ctx, "SELECT 1 FROM users WHERE id = $1", c.UserID).Scan(&one); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx,
-			`INSERT INTO consents (user_id, client_id, scopes, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
-			 ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, updated_at = excluded.updated_at`,
-			c.UserID, c.ClientID, encodeScopeList(c.Scopes), now)
-		return err
-	})
+	_, err := s.exec(ctx, upsertConsent, c.UserID, c.ClientID, encodeScopeList(c.Scopes), millis(s.now()))
 	if err != nil {
-		return fmt.Errorf("store: put consent: %w", err)
+		return fmt.Errorf("store: put consent: %w", mapUserRef(err))
 	}
 	return nil
 }
+
+// upsertConsent inserts or replaces a consent ($1 user, $2 client, $3
+// scopes, $4 time). The foreign key on user_id refuses an unknown user.
+const upsertConsent = `INSERT INTO consents (user_id, client_id, scopes, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
+	ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, updated_at = excluded.updated_at`
 
 // Consent returns the user's consent for the client, or an error wrapping
 // [ErrNotFound].
@@ -56,7 +50,7 @@ func (s *Store) Consent(ctx context.Context, userID, clientID string) (Consent, 
 	c := Consent{UserID: userID, ClientID: clientID}
 	var scopes string
 	var created, updated int64
-	err := s.db.QueryRowContext(ctx,
+	err := s.queryRow(ctx,
 		"SELECT scopes, created_at, updated_at FROM consents WHERE user_id = $1 AND client_id = $2",
 		userID, clientID).Scan(&scopes, &created, &updated)
 	if err != nil {

@@ -73,6 +73,29 @@ func isUniqueViolation(err error) bool {
 	return false
 }
 
+// isForeignKeyViolation reports a FOREIGN KEY constraint failure.
+func isForeignKeyViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "23503" // foreign_key_violation
+	}
+	var sqErr *sqlite.Error
+	if errors.As(err, &sqErr) {
+		return sqErr.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+	}
+	return false
+}
+
+// mapUserRef maps the error of a write whose only foreign key is a user
+// ID: a violation means the user does not exist, [ErrNotFound]. Other
+// errors go through mapErr.
+func mapUserRef(err error) error {
+	if err != nil && isForeignKeyViolation(err) {
+		return fmt.Errorf("%w: no such user", ErrNotFound)
+	}
+	return mapErr(err)
+}
+
 // isConnectionError reports failures to reach, or keep talking to, the
 // database, as opposed to errors in a statement.
 func isConnectionError(err error) bool {

@@ -148,14 +148,14 @@ func (s *Store) familyForUpdate(ctx context.Context, tx *sql.Tx, id string) (Ref
 func (s *Store) insertIssuedTx(ctx context.Context, tx *sql.Tx, familyID string, rt *RefreshToken, at IssuedToken, now time.Time) error {
 	if rt != nil {
 		rt.FamilyID, rt.CreatedAt = familyID, now
-		_, err := tx.ExecContext(ctx,
+		_, err := s.txExec(ctx, tx,
 			"INSERT INTO refresh_tokens ("+refreshColumns+") VALUES ($1, $2, $3, $4, $5, 0, NULL)",
 			rt.Hash, familyID, encodeScopeList(rt.Scopes), millis(now), millis(rt.ExpiresAt))
 		if err != nil {
 			return err
 		}
 	}
-	_, err := tx.ExecContext(ctx, "INSERT INTO family_access_tokens (jti, family_id, expires_at) VALUES ($1, $2, $3)",
+	_, err := s.txExec(ctx, tx, "INSERT INTO family_access_tokens (jti, family_id, expires_at) VALUES ($1, $2, $3)",
 		at.ID, familyID, millis(at.ExpiresAt))
 	return err
 }

@@ -2,8 +2,8 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -28,16 +28,12 @@ func (s *Store) CreateSession(ctx context.Context, sess Session) error {
 	if sess.CreatedAt.IsZero() {
 		sess.CreatedAt = s.now()
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var one int
-		if err := tx.QueryRowContext(ctx, "SELECT 1 FROM users WHERE id = $1", sess.UserID).Scan(&one); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx,
-			"INSERT INTO sessions (id_hash, user_id, auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-			sess.IDHash, sess.UserID, millis(sess.AuthTime), millis(sess.CreatedAt), millis(sess.ExpiresAt))
-		return err
-	})
+	// One statement, no transaction: the foreign key on user_id refuses
+	// an unknown user, atomically with the insert.
+	_, err := s.exec(ctx,
+		"INSERT INTO sessions (id_hash, user_id, auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+		sess.IDHash, sess.UserID, millis(sess.AuthTime), millis(sess.CreatedAt), millis(sess.ExpiresAt))
+	err = mapUserRef(err)
 	if err != nil {
 		return fmt.Errorf("store: create session: %w", err)
 	}
@@ -49,7 +45,7 @@ func (s *Store) CreateSession(ctx context.Context, sess Session) error {
 func (s *Store) Session(ctx context.Context, idHash []byte, now time.Time) (Session, error) {
 	sess := Session{IDHash: idHash}
 	var authTime, created, expires int64
-	err := s.db.QueryRowContext(ctx,
+	err := s.queryRow(ctx,
 		"SELECT user_id, auth_time, created_at, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2",
 		idHash, millis(now)).Scan(&sess.UserID, &authTime, &created, &expires)
 	if err != nil {
@@ -59,10 +55,33 @@ func (s *Store) Session(ctx context.Context, idHash []byte, now time.Time) (Sess
 	return sess, nil
 }
 
+// sessionUserQuery reads a live session and its user in one query.
+var sessionUserQuery = "SELECT s.auth_time, s.created_at, s.expires_at, u." +
+	strings.ReplaceAll(userColumns, ", ", ", u.") +
+	" FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1 AND s.expires_at > $2"
+
+// SessionUser returns the session whose ID hashes to idHash if it has not
+// expired by now, with its user, in one query; or an error wrapping
+// [ErrNotFound]. The user may be disabled: the caller decides.
+func (s *Store) SessionUser(ctx context.Context, idHash []byte, now time.Time) (Session, User, error) {
+	sess := Session{IDHash: idHash}
+	var u User
+	var authTime, created, expires, uCreated, uUpdated int64
+	err := s.queryRow(ctx, sessionUserQuery, idHash, millis(now)).Scan(&authTime, &created, &expires,
+		&u.ID, &u.Username, &u.Email, &u.EmailVerified, &u.Name, &u.PasswordHash, &u.Admin, &u.Disabled, &uCreated, &uUpdated)
+	if err != nil {
+		return Session{}, User{}, fmt.Errorf("store: session: %w", mapErr(err))
+	}
+	sess.UserID = u.ID
+	sess.AuthTime, sess.CreatedAt, sess.ExpiresAt = fromMillis(authTime), fromMillis(created), fromMillis(expires)
+	u.CreatedAt, u.UpdatedAt = fromMillis(uCreated), fromMillis(uUpdated)
+	return sess, u, nil
+}
+
 // DeleteSession ends the session whose ID hashes to idHash. Ending a
 // session that does not exist is not an error.
 func (s *Store) DeleteSession(ctx context.Context, idHash []byte) error {
-	if _, err := s.db.ExecContext(ctx, "DELETE FROM sessions WHERE id_hash = $1", idHash); err != nil {
+	if _, err := s.exec(ctx, "DELETE FROM sessions WHERE id_hash = $1", idHash); err != nil {
 		return fmt.Errorf("store: delete session: %w", mapErr(err))
 	}
 	return nil

@@ -85,7 +85,7 @@ func (s *Store) CreateUser(ctx context.Context, u User) error {
 // User returns the user with the given ID, or an error wrapping
 // [ErrNotFound].
 func (s *Store) User(ctx context.Context, id string) (User, error) {
-	u, err := scanUser(s.db.QueryRowContext(ctx, "SELECT "+userColumns+" FROM users WHERE id = $1", id))
+	u, err := scanUser(s.queryRow(ctx, "SELECT "+userColumns+" FROM users WHERE id = $1", id))
 	if err != nil {
 		return User{}, fmt.Errorf("store: user: %w", mapErr(err))
 	}
@@ -95,7 +95,7 @@ func (s *Store) User(ctx context.Context, id string) (User, error) {
 // UserByUsername returns the user with the given username (compared
 // exactly), or an error wrapping [ErrNotFound].
 func (s *Store) UserByUsername(ctx context.Context, username string) (User, error) {
-	u, err := scanUser(s.db.QueryRowContext(ctx, "SELECT "+userColumns+" FROM users WHERE username = $1", username))
+	u, err := scanUser(s.queryRow(ctx, "SELECT "+userColumns+" FROM users WHERE username = $1", username))
 	if err != nil {
 		return User{}, fmt.Errorf("store: user by username: %w", mapErr(err))
 	}

@@ -57,6 +57,8 @@ func fullClient(id string) store.Client {
 		JWKSURI:                 "https://app.example/jwks.json",
 		TokenEndpointAuthMethod: "client_secret_basic",
 		RegistrationTokenHash:   bytes.Repeat([]byte{3}, 32),
+		ExchangeAudiences:       []string{"https://b.example", "https://c.example"},
+		MayImpersonate:          true,
 	}
 }
 
@@ -200,6 +202,7 @@ func testClientUpdateDelete(t *testing.T, open func(t *testing.T) *store.Store) 
 		ID: "u", Name: "renamed", GrantTypes: []string{"client_credentials"}, Scopes: []string{"read"},
 		Audiences: []string{"a", "b"}, AccessTokenTTL: time.Minute, AccessTokenAlg: "ES256",
 		TokenEndpointAuthMethod: "client_secret_post",
+		ExchangeAudiences:       []string{"https://d.example"}, MayImpersonate: false,
 		// Secret fields and CreatedAt are not changed by UpdateClient.
 		SecretHash: []byte("ignored"), CreatedAt: tms,
 	}

@@ -308,6 +308,17 @@ func testSessions(t *testing.T, open func(t *testing.T) *store.Store) {
 	if _, err := s.Session(ctx, want.IDHash, now.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Session after expiry error = %v, want ErrNotFound", err)
 	}
+	sess, su, err := s.SessionUser(ctx, want.IDHash, now)
+	if err != nil || sess.UserID != u.ID || !sess.AuthTime.Equal(ms(t0)) || !sess.ExpiresAt.Equal(ms(want.ExpiresAt)) ||
+		su.ID != u.ID || su.Username != "ada" || su.PasswordHash != u.PasswordHash {
+		t.Errorf("SessionUser = %+v, %+v, %v; want the session and user %q", sess, su, err, u.ID)
+	}
+	if _, _, err := s.SessionUser(ctx, want.IDHash, now.Add(2*time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SessionUser after expiry error = %v, want ErrNotFound", err)
+	}
+	if _, _, err := s.SessionUser(ctx, []byte("unknown"), now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SessionUser(unknown) error = %v, want ErrNotFound", err)
+	}
 	if err := s.CreateSession(ctx, want); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("CreateSession(duplicate) error = %v, want ErrConflict", err)
 	}
@@ -361,6 +372,38 @@ func testConsents(t *testing.T, open func(t *testing.T) *store.Store) {
 	}
 	if err := s.PutConsent(ctx, store.Consent{UserID: "nobody", ClientID: "c1"}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("PutConsent(unknown user) error = %v, want ErrNotFound", err)
+	}
+
+	// A consent and the code it allows, in one transaction.
+	code := store.AuthCode{Hash: []byte("consented"), ClientID: "c3", UserID: u.ID, RedirectURI: "https://app/cb",
+		Scopes: []string{"openid"}, CodeChallenge: "challenge", ExpiresAt: time.Now().Add(time.Minute)}
+	if err := s.CreateAuthCodeWithConsent(ctx, code, store.Consent{UserID: u.ID, ClientID: "c3", Scopes: []string{"openid", "email"}}); err != nil {
+		t.Fatalf("CreateAuthCodeWithConsent: %v", err)
+	}
+	if got, err := s.Consent(ctx, u.ID, "c3"); err != nil || !slices.Equal(got.Scopes, []string{"openid", "email"}) {
+		t.Errorf("Consent(c3) = %+v, %v; want scopes [openid email]", got, err)
+	}
+	if got, err := s.AuthCode(ctx, code.Hash); err != nil || got.ClientID != "c3" || got.UserID != u.ID {
+		t.Errorf("AuthCode after CreateAuthCodeWithConsent = %+v, %v", got, err)
+	}
+	// A failing code insert (a duplicate) leaves the consent as it was.
+	if err := s.CreateAuthCodeWithConsent(ctx, code, store.Consent{UserID: u.ID, ClientID: "c3", Scopes: []string{"admin"}}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("CreateAuthCodeWithConsent(duplicate code) error = %v, want ErrConflict", err)
+	}
+	if got, err := s.Consent(ctx, u.ID, "c3"); err != nil || !slices.Equal(got.Scopes, []string{"openid", "email"}) {
+		t.Errorf("Consent(c3) after a failed write = %+v, %v; want scopes [openid email]", got, err)
+	}
+	other := code
+	other.Hash = []byte("other")
+	if err := s.CreateAuthCodeWithConsent(ctx, other, store.Consent{UserID: u.ID, ClientID: "c4"}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("CreateAuthCodeWithConsent(consent for another client) error = %v, want ErrInvalid", err)
+	}
+	other.UserID = "nobody"
+	if err := s.CreateAuthCodeWithConsent(ctx, other, store.Consent{UserID: "nobody", ClientID: "c3"}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("CreateAuthCodeWithConsent(unknown user) error = %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteConsent(ctx, u.ID, "c3"); err != nil {
+		t.Fatal(err)
 	}
 	f := newFamily(t, s, u.ID, "c1", "a")
 	f2 := newFamily(t, s, u.ID, "c2", "b")

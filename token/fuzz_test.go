@@ -77,13 +77,17 @@ func FuzzParseClaims(f *testing.F) {
 		if checkErr := checkJSON(s); checkErr != nil {
 			t.Fatalf("parseClaims accepts %q but checkJSON says %v", s, checkErr)
 		}
+		// encoding/json matches member names case-insensitively ("ISS"
+		// sets Issuer, "ACt" must then be an object); JWT claim names are
+		// case-sensitive, so such inputs have no encoding/json oracle.
+		if hasCaseAlias([]byte(s)) {
+			return
+		}
 		var std Claims
 		if err := json.Unmarshal([]byte(s), &std); err != nil {
 			t.Fatalf("parseClaims accepts %q, encoding/json says %v", s, err)
 		}
-		// encoding/json matches member names case-insensitively ("ISS"
-		// sets Issuer); JWT claim names are case-sensitive.
-		if !hasCaseAlias([]byte(s)) && !reflect.DeepEqual(got, std) {
+		if !reflect.DeepEqual(got, std) {
 			t.Fatalf("parseClaims(%q):\n got %+v\nwant %+v", s, got, std)
 		}
 		// The writer's output reads back to the same claims.

@@ -156,7 +156,7 @@ func insertAPIKey(ctx context.Context, tx *sql.Tx, k *APIKey) error {
 	return err
 }
 
-func scanAPIKey(r interface{ Scan(dest ...any) error }) (APIKey, error) {
+func scanAPIKey(r scanner) (APIKey, error) {
 	var k APIKey
 	var scopes, ips string
 	var rateLimit, rateWindow, grace, created, updated, expires, revoked, lastUsed, exposed int64
@@ -197,23 +197,7 @@ func (s *Store) APIKeys(ctx context.Context, f APIKeyFilter) ([]APIKey, error) {
 	} else {
 		args = append(args, f.Limit)
 	}
-	rows, err := s.db.QueryContext(ctx, q+" ORDER BY id LIMIT $2", args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: API keys: %w", mapErr(err))
-	}
-	defer rows.Close()
-	var keys []APIKey
-	for rows.Next() {
-		k, err := scanAPIKey(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: API keys: %w", mapErr(err))
-		}
-		keys = append(keys, k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: API keys: %w", mapErr(err))
-	}
-	return keys, nil
+	return queryAll(ctx, s, scanAPIKey, "API keys", q+" ORDER BY id LIMIT $2", args...)
 }
 
 // UpdateAPIKey changes the settings of the key k.ID: Name, Scopes,

@@ -120,7 +120,7 @@ func emptyNil(b []byte) []byte {
 	return b
 }
 
-func scanClient(sc interface{ Scan(dest ...any) error }) (Client, error) {
+func scanClient(sc scanner) (Client, error) {
 	var c Client
 	var r clientRow
 	err := sc.Scan(&c.ID, &c.Name, &c.SecretHash, &c.PrevSecretHash, &r.prevExpires, &r.public,
@@ -213,24 +213,8 @@ func (s *Store) Clients(ctx context.Context, after string, limit int) ([]Client,
 	if limit <= 0 || limit > maxClientsPage {
 		limit = maxClientsPage
 	}
-	rows, err := s.db.QueryContext(ctx,
+	return queryAll(ctx, s, scanClient, "clients",
 		"SELECT "+clientColumns+" FROM clients WHERE id > $1 ORDER BY id LIMIT $2", after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: clients: %w", mapErr(err))
-	}
-	defer rows.Close()
-	var cs []Client
-	for rows.Next() {
-		c, err := scanClient(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: clients: %w", mapErr(err))
-		}
-		cs = append(cs, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: clients: %w", mapErr(err))
-	}
-	return cs, nil
 }
 
 // UpdateClient replaces the stored settings of client c.ID with c's, sets

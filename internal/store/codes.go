@@ -29,7 +29,7 @@ type AuthCode struct {
 const authCodeColumns = `hash, client_id, user_id, redirect_uri, scopes, nonce, code_challenge,
 	auth_time, created_at, expires_at, used_at, family_id`
 
-func scanAuthCode(row interface{ Scan(...any) error }) (AuthCode, error) {
+func scanAuthCode(row scanner) (AuthCode, error) {
 	var c AuthCode
 	var scopes string
 	var authTime, created, expires, used int64

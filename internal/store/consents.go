@@ -62,27 +62,18 @@ func (s *Store) Consent(ctx context.Context, userID, clientID string) (Consent, 
 
 // Consents returns every consent the user has given, ordered by client ID.
 func (s *Store) Consents(ctx context.Context, userID string) ([]Consent, error) {
-	rows, err := s.db.QueryContext(ctx,
-		"SELECT client_id, scopes, created_at, updated_at FROM consents WHERE user_id = $1 ORDER BY client_id", userID)
-	if err != nil {
-		return nil, fmt.Errorf("store: consents: %w", mapErr(err))
-	}
-	defer rows.Close()
-	var cs []Consent
-	for rows.Next() {
+	scan := func(r scanner) (Consent, error) {
 		c := Consent{UserID: userID}
 		var scopes string
 		var created, updated int64
-		if err := rows.Scan(&c.ClientID, &scopes, &created, &updated); err != nil {
-			return nil, fmt.Errorf("store: consents: %w", mapErr(err))
+		if err := r.Scan(&c.ClientID, &scopes, &created, &updated); err != nil {
+			return Consent{}, err
 		}
 		c.Scopes, c.CreatedAt, c.UpdatedAt = decodeScopeList(scopes), fromMillis(created), fromMillis(updated)
-		cs = append(cs, c)
+		return c, nil
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: consents: %w", mapErr(err))
-	}
-	return cs, nil
+	return queryAll(ctx, s, scan, "consents",
+		"SELECT client_id, scopes, created_at, updated_at FROM consents WHERE user_id = $1 ORDER BY client_id", userID)
 }
 
 // DeleteConsent withdraws the user's consent for the client and, in the

@@ -64,7 +64,7 @@ func (s *Store) RefreshFamily(ctx context.Context, id string) (RefreshFamily, er
 
 const familyColumns = "id, client_id, user_id, scopes, auth_time, created_at, revoked_at"
 
-func scanFamily(row interface{ Scan(...any) error }) (RefreshFamily, error) {
+func scanFamily(row scanner) (RefreshFamily, error) {
 	var f RefreshFamily
 	var scopes string
 	var authTime, created, revoked int64
@@ -76,7 +76,7 @@ func scanFamily(row interface{ Scan(...any) error }) (RefreshFamily, error) {
 
 const refreshColumns = "hash, family_id, scopes, created_at, expires_at, rotated_at, replaced_by"
 
-func scanRefresh(row interface{ Scan(...any) error }) (RefreshToken, error) {
+func scanRefresh(row scanner) (RefreshToken, error) {
 	var t RefreshToken
 	var scopes string
 	var created, expires, rotated int64

@@ -393,6 +393,32 @@ func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Ro
 	return s.db.QueryRowContext(ctx, query, args...)
 }
 
+// scanner is what a record's scan function reads from: *sql.Row or
+// *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// queryAll runs query outside a transaction and returns every row read by
+// scan; errors are mapped (see mapErr) and wrapped with what.
+func queryAll[T any](ctx context.Context, s *Store, scan func(scanner) (T, error), what, query string, args ...any) ([]T, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, mapErr(err))
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: %s: %w", what, mapErr(err))
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, mapErr(err))
+	}
+	return out, nil
+}
+
 // txExec runs query in tx, prepared on SQLite.
 func (s *Store) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
 	if st := s.prepared(ctx, query); st != nil {

@@ -31,7 +31,7 @@ const userColumns = "id, username, email, email_verified, name, password_hash, a
 // maxUsersPage bounds one [Store.Users] call.
 const maxUsersPage = 1000
 
-func scanUser(row interface{ Scan(...any) error }) (User, error) {
+func scanUser(row scanner) (User, error) {
 	var u User
 	var created, updated int64
 	err := row.Scan(&u.ID, &u.Username, &u.Email, &u.EmailVerified, &u.Name, &u.PasswordHash,
@@ -109,24 +109,8 @@ func (s *Store) Users(ctx context.Context, after string, limit int) ([]User, err
 	if limit <= 0 || limit > maxUsersPage {
 		limit = maxUsersPage
 	}
-	rows, err := s.db.QueryContext(ctx,
+	return queryAll(ctx, s, scanUser, "users",
 		"SELECT "+userColumns+" FROM users WHERE username > $1 ORDER BY username LIMIT $2", after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: users: %w", mapErr(err))
-	}
-	defer rows.Close()
-	var us []User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: users: %w", mapErr(err))
-		}
-		us = append(us, u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: users: %w", mapErr(err))
-	}
-	return us, nil
 }
 
 // UpdateUser replaces the stored user with ID u.ID (every field but

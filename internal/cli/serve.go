@@ -55,6 +55,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	var kf keyFormatFlags
 	kf.register(fs)
 	apikeyGrace := fs.Duration("apikey-grace", 24*time.Hour, "how long a rotated API key keeps working by default")
+	auditRetention := fs.Duration("audit-retention", server.DefaultAuditRetention, "how long audit events are kept")
 	accessTTL := fs.Duration("access-token-ttl", 15*time.Minute, "default access-token lifetime")
 	secretGrace := fs.Duration("secret-grace", 24*time.Hour, "how long a client's old secret works after rotate-secret")
 	adminToken := fs.String("admin-token", "", "bearer `token` for the admin API under /admin/ (at least 32 characters; unset: disabled); prefer GATEHOUSE_ADMIN_TOKEN")
@@ -74,6 +75,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	cfg.APIKeyGrace = *apikeyGrace
+	cfg.AuditRetention = *auditRetention
 	cfg.AccessTokenTTL, cfg.SecretGrace = *accessTTL, *secretGrace
 	for name, tok := range map[string]string{"admin-token": *adminToken, "registration-token": *regToken} {
 		if tok != "" && len(tok) < 32 {

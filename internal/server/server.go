@@ -69,6 +69,13 @@ type Config struct {
 	// APIKeyGrace is how long a rotated API key keeps working by default.
 	// Default 24 h.
 	APIKeyGrace time.Duration
+
+	// AuditRetention is how long audit events are kept. Default 90 days.
+	AuditRetention time.Duration
+	// ChangeRetention is how long change-feed rows are kept: a follower
+	// (another replica, a gateway on the revocation feed) that is away
+	// longer starts over from the current state. Default 7 days.
+	ChangeRetention time.Duration
 }
 
 // Server is a running Gatehouse authorization server.
@@ -404,10 +411,38 @@ func (s *Server) schedule(ctx context.Context) {
 		if err := s.oauth.Prune(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("prune revocations", "err", err)
 		}
+		if err := s.housekeep(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("housekeeping", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// Defaults for the retention settings of Config.
+const (
+	DefaultAuditRetention  = 90 * 24 * time.Hour
+	DefaultChangeRetention = 7 * 24 * time.Hour
+)
+
+// housekeep deletes audit events and change-feed rows older than their
+// retention, so the database does not grow without bound. Every replica
+// may run it; the deletes are idempotent.
+func (s *Server) housekeep(ctx context.Context) error {
+	now := s.cfg.Now()
+	audit, changes := s.cfg.AuditRetention, s.cfg.ChangeRetention
+	if audit <= 0 {
+		audit = DefaultAuditRetention
+	}
+	if changes <= 0 {
+		changes = DefaultChangeRetention
+	}
+	if _, err := s.store.PruneAudit(ctx, now.Add(-audit)); err != nil {
+		return err
+	}
+	_, err := s.store.PruneChanges(ctx, now.Add(-changes))
+	return err
 }

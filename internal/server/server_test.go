@@ -21,11 +21,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/signing"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 	"github.com/gatehouse-dev/gatehouse/token"
 )
@@ -500,5 +502,54 @@ func TestOversizedHeaderRefused(t *testing.T) {
 	// The server keeps serving.
 	if r, _ := get(t, base+"/healthz"); r.StatusCode != 200 {
 		t.Errorf("healthz after oversized header: %d", r.StatusCode)
+	}
+}
+
+func TestHousekeepingPrunesOldAuditAndChanges(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Now()
+			var shift atomic.Int64 // the background schedule reads the clock too
+			clock := func() time.Time { return now.Add(time.Duration(shift.Load())) }
+			srv, _ := start(t, Config{DBURL: be.db(t), Now: clock, AuditRetention: time.Hour, ChangeRetention: time.Hour})
+			st := srv.Store()
+			old, recent := now.Add(-2*time.Hour), now.Add(-time.Minute)
+			if err := st.AppendAudit(ctx,
+				store.AuditEvent{At: old, Event: "test.old"},
+				store.AuditEvent{At: recent, Event: "test.recent"}); err != nil {
+				t.Fatal(err)
+			}
+			before, err := st.LastChange(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.RecordChange(ctx, "test", "x"); err != nil {
+				t.Fatal(err)
+			}
+			// Changes are stamped by the store's own clock: move ours
+			// past the retention of everything written so far.
+			shift.Store(int64(3 * time.Hour))
+			if err := srv.housekeep(ctx); err != nil {
+				t.Fatal(err)
+			}
+			evs, err := st.AuditEvents(ctx, store.AuditFilter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, e := range evs {
+				names = append(names, e.Event)
+			}
+			if strings.Contains(strings.Join(names, ","), "test.old") {
+				t.Errorf("audit events after housekeeping: %v; the old one should be gone", names)
+			}
+			if cs, err := st.Changes(ctx, 0, 100); err != nil || len(cs) != 1 {
+				t.Errorf("changes after housekeeping: %d rows, %v; want only the newest", len(cs), err)
+			}
+			if last, _ := st.LastChange(ctx); last <= before {
+				t.Errorf("LastChange went back to %d (was %d)", last, before)
+			}
+		})
 	}
 }

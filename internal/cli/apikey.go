@@ -111,15 +111,11 @@ func runAPIKey(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := sf.serverConfig(e)
+	st, master, cfg, err := sf.open(ctx, e)
 	if err != nil {
 		return err
 	}
 	cfg.APIKeyFormat = format
-	st, master, err := server.OpenStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
 	defer st.Close()
 	svc, err := server.NewAPIKeys(st, master, cfg)
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/oauth"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
-	"github.com/gatehouse-dev/gatehouse/internal/server"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
@@ -180,11 +179,7 @@ func runClient(ctx context.Context, e *env, args []string) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	cfg, err := sf.serverConfig(e)
-	if err != nil {
-		return err
-	}
-	st, master, err := server.OpenStore(ctx, cfg)
+	st, master, _, err := sf.open(ctx, e)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
-	"github.com/gatehouse-dev/gatehouse/internal/server"
 	"github.com/gatehouse-dev/gatehouse/internal/signing"
 	"github.com/gatehouse-dev/gatehouse/token"
 )
@@ -57,11 +56,7 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, e, args); err != nil {
 		return err
 	}
-	cfg, err := sf.serverConfig(e)
-	if err != nil {
-		return err
-	}
-	st, master, err := server.OpenStore(ctx, cfg)
+	st, master, cfg, err := sf.open(ctx, e)
 	if err != nil {
 		return err
 	}

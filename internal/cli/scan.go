@@ -67,11 +67,7 @@ func runScan(ctx context.Context, e *env, args []string) error {
 				return fmt.Errorf("no Gatehouse store in %q: pass --db or --data to check whether found keys are live, or --offline", sf.data)
 			}
 		}
-		cfg, err := sf.serverConfig(e)
-		if err != nil {
-			return err
-		}
-		st, master, err := server.OpenStore(ctx, cfg)
+		st, master, cfg, err := sf.open(ctx, e)
 		if err != nil {
 			return err
 		}

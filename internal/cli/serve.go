@@ -9,7 +9,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
 // storeFlags are the flags every command that touches the store shares.
@@ -41,6 +43,17 @@ func (f *storeFlags) serverConfig(e *env) (server.Config, error) {
 		Secret:  e.getenv("GATEHOUSE_SECRET"),
 		Logger:  log,
 	}, nil
+}
+
+// open opens and migrates the store the flags name, for the offline
+// commands, and returns it with the master secret and the config it used.
+func (f *storeFlags) open(ctx context.Context, e *env) (*store.Store, *secret.Master, server.Config, error) {
+	cfg, err := f.serverConfig(e)
+	if err != nil {
+		return nil, nil, cfg, err
+	}
+	st, master, err := server.OpenStore(ctx, cfg)
+	return st, master, cfg, err
 }
 
 func runServe(ctx context.Context, e *env, args []string) error {
@@ -122,11 +135,7 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, e, args); err != nil {
 		return err
 	}
-	cfg, err := sf.serverConfig(e)
-	if err != nil {
-		return err
-	}
-	st, _, err := server.OpenStore(ctx, cfg)
+	st, _, _, err := sf.open(ctx, e)
 	if err != nil {
 		return err
 	}

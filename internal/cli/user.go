@@ -12,7 +12,6 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/password"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
-	"github.com/gatehouse-dev/gatehouse/internal/server"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
@@ -104,11 +103,7 @@ func runUser(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	cfg, err := sf.serverConfig(e)
-	if err != nil {
-		return err
-	}
-	st, _, err := server.OpenStore(ctx, cfg)
+	st, _, _, err := sf.open(ctx, e)
 	if err != nil {
 		return err
 	}

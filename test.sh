@@ -46,6 +46,21 @@ if ! psql "$GATEHOUSE_TEST_POSTGRES" -qAtc 'select 1' >/dev/null 2>&1; then
   psql "$GATEHOUSE_TEST_POSTGRES" -qAtc 'select 1' >/dev/null || { echo "cannot reach $GATEHOUSE_TEST_POSTGRES"; exit 1; }
 fi
 
+# --- Redis (shared rate limits are tested against a real server) -------------
+# Tests use database 15 under their own key prefixes and delete their keys;
+# the fallback tests start and kill private redis-server processes.
+: "${GATEHOUSE_TEST_REDIS:=redis://127.0.0.1:6379/15}"
+export GATEHOUSE_TEST_REDIS
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then apt_install redis-server; fi
+if ! redis_up; then
+  log "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /tmp --logfile /tmp/gatehouse-redis.log
+  for _ in $(seq 1 30); do redis_up && break; sleep 1; done
+  redis_up || { echo "Redis did not start (see /tmp/gatehouse-redis.log)"; exit 1; }
+fi
+
 # --- Browser and interop peers (Debian packages) -------------------------------
 # Headless Chromium drives the login and consent pages; Debian's Python
 # libraries (used by /usr/bin/python3, not whatever python3 is first on PATH)

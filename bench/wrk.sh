@@ -16,6 +16,12 @@
 #   DURATION=10s CONNS=64 REPEAT=3 bench/wrk.sh cc
 #   BIN=/tmp/gatehouse-old bench/wrk.sh cc     # another build
 #   GATEHOUSE_TEST_POSTGRES='postgres://postgres@127.0.0.1:5432/test?sslmode=disable' bench/wrk.sh cc
+#   CPUPROFILE=/tmp/cc bench/wrk.sh cc   # also record the server with perf(1)
+#
+# With CPUPROFILE=PREFIX, the first measured run of each endpoint is also
+# recorded with `perf record -g` on the server process (PREFIX.ENDPOINT-DB.perf;
+# read it with `perf report -i FILE --no-children`). perf samples the
+# server from outside, so the server is the unmodified production build.
 #
 # Endpoints: cc (client credentials), introspect, discovery, jwks, apikey.
 # Each run prints one line: requests/s, latency p50/p90/p99, and the count
@@ -125,12 +131,23 @@ EOF
 
 # run LABEL SCRIPT URL: warms up, then runs wrk REPEAT times.
 run() {
-	local label=$1 script=$2 url=$3
+	local label=$1 script=$2 url=$3 perf= perfpid=
 	wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s "$script" "$url" >/dev/null
+	if [ -n "${CPUPROFILE:-}" ]; then
+		perf=$CPUPROFILE.$(tr -c 'a-z0-9\n' - <<<"$label" | tr -s - | sed 's/-$//').perf
+		perf record -q -F 999 -g -o "$perf" -p "${pids[-1]}" 2>/dev/null &
+		perfpid=$!
+	fi
 	for _ in $(seq "$REPEAT"); do
 		local load out
 		load=$(cut -d' ' -f1-3 /proc/loadavg)
 		out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$script" "$url")
+		if [ -n "$perf" ]; then
+			kill -INT "$perfpid" 2>/dev/null || true
+			wait "$perfpid" 2>/dev/null || true
+			echo "# perf profile of the server: $perf" >&2
+			perf=
+		fi
 		python3 "$tmp/summary.py" "$label" "$load" <<<"$out"
 	done
 }

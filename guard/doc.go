@@ -1,6 +1,6 @@
 // Package guard is net/http middleware that protects a resource server with
-// Gatehouse credentials: JWT access tokens, verified locally, and API keys,
-// checked with Gatehouse and cached. It imports only the standard library
+// Gatehouse credentials: JWT access tokens, verified locally, API keys and
+// opaque access tokens, checked with Gatehouse and cached. It imports only the standard library
 // and the [token] package.
 //
 // # Use
@@ -48,6 +48,14 @@
 // refused one for Config.MissTTL (5 s). Keys with a rate limit are not
 // cached, so Gatehouse counts every request. Concurrent requests with the
 // same uncached key share one verification.
+//
+// Opaque access tokens (any other bearer value) are accepted only when
+// Config.Introspector is set, usually an [HTTPIntrospector] that asks
+// Gatehouse's /introspect for a signed answer (RFC 9701) and verifies it
+// with the issuer's keys. Accepted answers are cached under a SHA-256 of the
+// token for at most Config.OpaqueTTL (30 s) and never past the token's
+// "exp", refusals for MissTTL; concurrent requests with the same uncached
+// token share one call. Their principal's Kind is token.KindOpaque.
 //
 // # Revocation
 //

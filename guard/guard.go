@@ -21,8 +21,11 @@ const (
 	// DefaultKeyTTL is how long an accepted API key is cached when KeyTTL
 	// is zero.
 	DefaultKeyTTL = 30 * time.Second
-	// DefaultMissTTL is how long a refused API key is cached when MissTTL
-	// is zero.
+	// DefaultOpaqueTTL is how long an accepted opaque token is cached when
+	// OpaqueTTL is zero.
+	DefaultOpaqueTTL = 30 * time.Second
+	// DefaultMissTTL is how long a refused API key or opaque token is
+	// cached when MissTTL is zero.
 	DefaultMissTTL = 5 * time.Second
 	// DefaultCacheSize is the number of entries of each cache when a size
 	// is zero.
@@ -38,14 +41,15 @@ const (
 const maxRevocations = 100000
 
 // Config configures a Guard. A Guard verifies JWT access tokens when Issuer
-// is set, API keys when APIKeys is set, or both; at least one is required.
+// is set, API keys when APIKeys is set, opaque access tokens when
+// Introspector is set, or any combination; at least one is required.
 // Zero values of the optional fields mean the documented defaults.
 type Config struct {
 	// Issuer is the authorization server's issuer identifier, compared
 	// exactly with a token's "iss". Setting it enables JWT access tokens.
 	Issuer string
-	// Audience is this resource server's identifier: every JWT must list it
-	// in "aud". Required with Issuer.
+	// Audience is this resource server's identifier: every JWT and opaque
+	// token must list it in "aud". Required with Issuer or Introspector.
 	Audience string
 	// JWKSURL is the issuer's JWK Set. If empty, it is read from the
 	// "jwks_uri" of the issuer's metadata (RFC 8414, then OpenID Connect
@@ -60,7 +64,14 @@ type Config struct {
 	// KeyTTL is the longest an accepted API key is cached; never past the
 	// key's expiry. Zero means DefaultKeyTTL (30 s).
 	KeyTTL time.Duration
-	// MissTTL is how long a refused API key is cached, so that a client
+	// Introspector resolves opaque access tokens (bearer values that are
+	// neither JWTs nor shaped like API keys), usually an
+	// [HTTPIntrospector]. Setting it enables opaque tokens.
+	Introspector Introspector
+	// OpaqueTTL is the longest an accepted opaque token is cached; never
+	// past the token's expiry. Zero means DefaultOpaqueTTL (30 s).
+	OpaqueTTL time.Duration
+	// MissTTL is how long a refused API key or opaque token is cached, so that a client
 	// retrying a bad key does not reach Gatehouse each time. Zero means
 	// DefaultMissTTL (5 s).
 	MissTTL time.Duration
@@ -97,14 +108,17 @@ type Config struct {
 type Guard struct {
 	verifier *token.Verifier // nil when JWTs are not enabled
 	apiKeys  KeyVerifier     // nil when API keys are not enabled
+	intro    Introspector    // nil when opaque tokens are not enabled
+	audience string
 
-	keyTTL, missTTL time.Duration
-	tokens          *keyCache     // verified JWTs, until their "exp"
-	hits, misses    *keyCache     // API key answers
-	gen             atomic.Uint64 // bumped by every revocation and Flush
+	keyTTL, missTTL, opaqueTTL time.Duration
+	tokens                     *keyCache     // verified JWTs and opaque tokens, until their "exp"
+	hits, misses               *keyCache     // API key answers; misses also holds refused opaque tokens
+	gen                        atomic.Uint64 // bumped by every revocation and Flush
 
 	flightMu sync.Mutex
 	flights  map[keyHash]*flight
+	iflights map[keyHash]*introFlight
 
 	revoked revocations
 	feed    feedState // see Guard.Follow
@@ -119,27 +133,34 @@ type Guard struct {
 // It does not fetch anything: discovery and key sets are fetched on the
 // first request that needs them.
 func New(cfg Config) (*Guard, error) {
-	if cfg.Issuer == "" && cfg.APIKeys == nil {
-		return nil, errors.New("guard: set Issuer (JWT access tokens), APIKeys, or both")
+	if cfg.Issuer == "" && cfg.APIKeys == nil && cfg.Introspector == nil {
+		return nil, errors.New("guard: set Issuer (JWT access tokens), APIKeys, Introspector (opaque tokens), or a combination")
 	}
-	if cfg.KeyTTL < 0 || cfg.MissTTL < 0 || cfg.RevocationTTL < 0 || cfg.TokenCacheSize < 0 || cfg.KeyCacheSize < 0 {
+	if cfg.Introspector != nil && cfg.Audience == "" {
+		return nil, errors.New("guard: Audience is required with Introspector")
+	}
+	if cfg.KeyTTL < 0 || cfg.MissTTL < 0 || cfg.OpaqueTTL < 0 || cfg.RevocationTTL < 0 || cfg.TokenCacheSize < 0 || cfg.KeyCacheSize < 0 {
 		return nil, errors.New("guard: durations and cache sizes must not be negative")
 	}
 	if strings.ContainsAny(cfg.Realm, "\"\\\r\n") {
 		return nil, errors.New("guard: Realm must not contain quotes, backslashes or line breaks")
 	}
 	g := &Guard{
-		apiKeys:  cfg.APIKeys,
-		keyTTL:   orDefault(cfg.KeyTTL, DefaultKeyTTL),
-		missTTL:  orDefault(cfg.MissTTL, DefaultMissTTL),
-		tokens:   newKeyCache(orDefault(cfg.TokenCacheSize, DefaultCacheSize)),
-		hits:     newKeyCache(orDefault(cfg.KeyCacheSize, DefaultCacheSize)),
-		misses:   newKeyCache(orDefault(cfg.KeyCacheSize, DefaultCacheSize)),
-		flights:  make(map[keyHash]*flight),
-		realm:    orDefault(cfg.Realm, DefaultRealm),
-		clientIP: cfg.ClientIP,
-		log:      cfg.Logger,
-		now:      cfg.Now,
+		apiKeys:   cfg.APIKeys,
+		intro:     cfg.Introspector,
+		audience:  cfg.Audience,
+		opaqueTTL: orDefault(cfg.OpaqueTTL, DefaultOpaqueTTL),
+		iflights:  make(map[keyHash]*introFlight),
+		keyTTL:    orDefault(cfg.KeyTTL, DefaultKeyTTL),
+		missTTL:   orDefault(cfg.MissTTL, DefaultMissTTL),
+		tokens:    newKeyCache(orDefault(cfg.TokenCacheSize, DefaultCacheSize)),
+		hits:      newKeyCache(orDefault(cfg.KeyCacheSize, DefaultCacheSize)),
+		misses:    newKeyCache(orDefault(cfg.KeyCacheSize, DefaultCacheSize)),
+		flights:   make(map[keyHash]*flight),
+		realm:     orDefault(cfg.Realm, DefaultRealm),
+		clientIP:  cfg.ClientIP,
+		log:       cfg.Logger,
+		now:       cfg.Now,
 	}
 	g.revoked = revocations{ttl: orDefault(cfg.RevocationTTL, DefaultRevocationTTL), m: make(map[revocation]time.Time)}
 	if g.clientIP == nil {
@@ -248,13 +269,17 @@ func WithPrincipal(ctx context.Context, p token.Principal) context.Context {
 }
 
 // Revoke makes the Guard refuse a credential at once: an access token by
-// its "jti" (kind token.KindJWT) or an API key by its public id (kind
-// token.KindAPIKey). Cached answers are evicted, and the id is remembered
+// its "jti" (kind token.KindJWT or token.KindOpaque, which are the same:
+// both evict JWTs and opaque tokens with that "jti") or an API key by its
+// public id (kind token.KindAPIKey). Cached answers are evicted, and the id is remembered
 // for Config.RevocationTTL so that a stale answer arriving later is
 // refused too. A revocation feed calls it.
 func (g *Guard) Revoke(kind token.Kind, id string) {
 	if id == "" {
 		return
+	}
+	if kind == token.KindOpaque {
+		kind = token.KindJWT
 	}
 	g.revoked.add(revocation{kind, id}, g.now())
 	g.gen.Add(1) // before evicting: see keyCache.putIf

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
@@ -63,8 +64,12 @@ type HTTPKeyVerifierConfig struct {
 	// on a loopback host. Required.
 	URL string
 	// Token authenticates this service to the endpoint, sent as
-	// "Authorization: Bearer <Token>". Required.
+	// "Authorization: Bearer <Token>" (Gatehouse's admin token).
 	Token string
+	// ClientID and ClientSecret are a confidential OAuth client's
+	// credentials, sent with HTTP Basic authentication instead of Token.
+	// Set either Token or both of these.
+	ClientID, ClientSecret string
 	// Client makes the requests. The default has a 5 s timeout. Redirects
 	// are never followed, so the key is only ever sent to URL.
 	Client *http.Client
@@ -73,7 +78,8 @@ type HTTPKeyVerifierConfig struct {
 // HTTPKeyVerifier is a [KeyVerifier] that asks Gatehouse's verification
 // endpoint. It is safe for concurrent use.
 //
-// The wire contract: POST URL with "Authorization: Bearer <Token>",
+// The wire contract: POST URL with "Authorization: Bearer <Token>" (or
+// HTTP Basic with ClientID and ClientSecret),
 // "Content-Type: application/json" and the body
 //
 //	{"key": "<the API key>", "remote_ip": "<client address>"}
@@ -98,8 +104,21 @@ func NewHTTPKeyVerifier(cfg HTTPKeyVerifierConfig) (*HTTPKeyVerifier, error) {
 	if err := checkURL(cfg.URL); err != nil {
 		return nil, fmt.Errorf("guard: verification URL: %w", err)
 	}
-	if cfg.Token == "" || !isB64Token(cfg.Token) {
+	var authz string
+	switch {
+	case cfg.Token != "" && cfg.ClientID != "":
+		return nil, errors.New("guard: set either the verification endpoint Token or ClientID and ClientSecret")
+	case cfg.ClientID != "":
+		if cfg.ClientSecret == "" {
+			return nil, errors.New("guard: verification endpoint ClientSecret is empty")
+		}
+		req := &http.Request{Header: http.Header{}}
+		req.SetBasicAuth(url.QueryEscape(cfg.ClientID), url.QueryEscape(cfg.ClientSecret))
+		authz = req.Header.Get("Authorization")
+	case cfg.Token == "" || !isB64Token(cfg.Token):
 		return nil, errors.New("guard: verification endpoint token is empty or not a valid bearer token")
+	default:
+		authz = "Bearer " + cfg.Token
 	}
 	client := cfg.Client
 	if client == nil {
@@ -107,7 +126,7 @@ func NewHTTPKeyVerifier(cfg HTTPKeyVerifierConfig) (*HTTPKeyVerifier, error) {
 	}
 	c := *client
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &HTTPKeyVerifier{url: cfg.URL, authz: "Bearer " + cfg.Token, client: &c}, nil
+	return &HTTPKeyVerifier{url: cfg.URL, authz: authz, client: &c}, nil
 }
 
 // verifyRequest is the body sent to the verification endpoint.

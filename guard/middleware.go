@@ -73,6 +73,9 @@ type denial struct {
 var (
 	errKindNotAccepted = errors.New("credential kind not accepted on this route")
 	errOpaque          = errors.New("opaque tokens are not accepted")
+	errOpaqueRefused   = errors.New("opaque token refused by Gatehouse")
+	errOpaqueExpired   = errors.New("opaque token expired")
+	errOpaqueAudience  = errors.New("opaque token audience does not include this resource server")
 	errRevoked         = errors.New("credential revoked")
 	errKeyExpired      = errors.New("API key expired")
 	errKeyMalformed    = errors.New("not a well-formed API key")
@@ -100,16 +103,19 @@ func (g *Guard) authenticate(req *http.Request, r *rule) (*token.Principal, *den
 		return nil, &denial{status: http.StatusBadRequest, code: "invalid_request", desc: err.Error(), err: err}
 	case cred.value == "":
 		return nil, &denial{status: http.StatusUnauthorized}
-	case cred.kind == token.KindOpaque:
+	case cred.kind == token.KindOpaque && g.intro == nil:
 		return nil, invalidToken(cred.kind, errOpaque)
 	case !r.accepts(cred.kind):
 		return nil, invalidToken(cred.kind, errKindNotAccepted)
 	}
 	var p *token.Principal
 	var d *denial
-	if cred.kind == token.KindJWT {
+	switch cred.kind {
+	case token.KindJWT:
 		p, d = g.checkJWT(req.Context(), cred.value, r)
-	} else {
+	case token.KindOpaque:
+		p, d = g.checkOpaque(req.Context(), cred.value, r)
+	default:
 		p, d = g.checkKey(req.Context(), cred.value, g.clientIP(req))
 	}
 	if d != nil {

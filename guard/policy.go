@@ -12,16 +12,16 @@ import (
 // credential of a kind the Guard is configured for, with any scopes.
 type Policy struct {
 	// Kinds are the accepted credential kinds: token.KindJWT,
-	// token.KindAPIKey or both. Empty means every kind the Guard is
-	// configured for.
+	// token.KindAPIKey, token.KindOpaque, or several. Empty means every
+	// kind the Guard is configured for.
 	Kinds []token.Kind
 	// AllOf are scopes the credential must all have.
 	AllOf []string
 	// AnyOf are scopes of which the credential must have at least one,
 	// when not empty.
 	AnyOf []string
-	// Audience, if set, must also be in a JWT's "aud" (besides
-	// Config.Audience, which every JWT must have). API keys carry no
+	// Audience, if set, must also be in a JWT's or opaque token's "aud"
+	// (besides Config.Audience, which every token must have). API keys carry no
 	// audience and are not checked against it: restrict them with Kinds
 	// or scopes.
 	Audience string
@@ -30,6 +30,7 @@ type Policy struct {
 // rule is a checked Policy.
 type rule struct {
 	jwt, apiKey  bool
+	opaque       bool
 	allOf, anyOf []string
 	audience     string
 	// scope is the "scope" attribute of an insufficient_scope challenge.
@@ -41,7 +42,7 @@ func (g *Guard) compile(p Policy) (rule, error) {
 	r := rule{allOf: slices.Clone(p.AllOf), anyOf: slices.Clone(p.AnyOf), audience: p.Audience}
 	kinds := p.Kinds
 	if len(kinds) == 0 {
-		r.jwt, r.apiKey = g.verifier != nil, g.apiKeys != nil
+		r.jwt, r.apiKey, r.opaque = g.verifier != nil, g.apiKeys != nil, g.intro != nil
 	}
 	for _, k := range kinds {
 		switch k {
@@ -55,8 +56,13 @@ func (g *Guard) compile(p Policy) (rule, error) {
 				return rule{}, fmt.Errorf("guard: policy accepts API keys but Config.APIKeys is not set")
 			}
 			r.apiKey = true
+		case token.KindOpaque:
+			if g.intro == nil {
+				return rule{}, fmt.Errorf("guard: policy accepts opaque tokens but Config.Introspector is not set")
+			}
+			r.opaque = true
 		default:
-			return rule{}, fmt.Errorf("guard: policy kind %q is not supported (want %q or %q)", k, token.KindJWT, token.KindAPIKey)
+			return rule{}, fmt.Errorf("guard: policy kind %q is not supported (want %q, %q or %q)", k, token.KindJWT, token.KindAPIKey, token.KindOpaque)
 		}
 	}
 	for _, s := range slices.Concat(r.allOf, r.anyOf) {
@@ -75,6 +81,8 @@ func (r *rule) accepts(k token.Kind) bool {
 		return r.jwt
 	case token.KindAPIKey:
 		return r.apiKey
+	case token.KindOpaque:
+		return r.opaque
 	}
 	return false
 }

@@ -42,6 +42,7 @@ func commands() map[string]command {
 		"version": {"print the version", runVersion},
 		"apikey":  {"manage API keys (apikey create|list|show|update|revoke|rotate|events)", runAPIKey},
 		"scan":    {"scan files and git history for leaked API keys", runScan},
+		"gateway": {"run the phantom-token reverse proxy (gateway --config FILE)", runGateway},
 	}
 }
 

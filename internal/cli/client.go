@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/keyauth"
 	"github.com/gatehouse-dev/gatehouse/internal/oauth"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
@@ -29,10 +30,10 @@ func (l *stringList) Set(s string) error {
 type clientFlags struct {
 	id, name, scope, authMethod      string
 	accessAlg, idAlg, jwksFile       string
-	jwksURI                          string
+	jwksURI, tokenFormat, rate       string
 	grantTypes, redirects, audiences stringList
 	exchangeAudiences                stringList
-	public, impersonate              bool
+	public, impersonate, gateway     bool
 	accessTTL, refreshTTL            time.Duration
 }
 
@@ -48,6 +49,9 @@ func (f *clientFlags) register(fs *flag.FlagSet, create bool) {
 	fs.Var(&f.audiences, "audience", "`audience` of the client's access tokens (repeat; default: the issuer)")
 	fs.Var(&f.exchangeAudiences, "exchange-audience", "`audience` the client may get tokens for by token exchange (repeat; needs the token-exchange grant)")
 	fs.BoolVar(&f.impersonate, "impersonate", false, "token exchanges by this client do not add it to the act chain (impersonation)")
+	fs.BoolVar(&f.gateway, "gateway", false, "a trusted gateway client: exchanges any credential for a short-lived internal JWT (needs the token-exchange grant and --exchange-audience; access-token lifetime defaults to 60s)")
+	fs.StringVar(&f.tokenFormat, "access-token-format", "", "access-token `format`: jwt (default) or opaque (resolved by introspection)")
+	fs.StringVar(&f.rate, "rate-limit", "", "token-endpoint rate `limit` COUNT/WINDOW, e.g. 100/m or 10/s (0: none)")
 	fs.DurationVar(&f.accessTTL, "access-token-ttl", 0, "access-token lifetime (0: server default)")
 	fs.DurationVar(&f.refreshTTL, "refresh-token-ttl", 0, "refresh-token lifetime (0: server default)")
 	fs.StringVar(&f.accessAlg, "access-token-alg", "", "access-token `alg`: ES256 (default), EdDSA or RS256")
@@ -81,6 +85,19 @@ func (f *clientFlags) apply(c *store.Client, set map[string]bool) error {
 	}
 	if given("impersonate") {
 		c.MayImpersonate = f.impersonate
+	}
+	if given("gateway") {
+		c.Gateway = f.gateway
+	}
+	if given("access-token-format") {
+		c.AccessTokenFormat = f.tokenFormat
+	}
+	if given("rate-limit") {
+		n, window, err := keyauth.ParseRate(f.rate)
+		if err != nil {
+			return fmt.Errorf("%w: --rate-limit: want COUNT/WINDOW, such as 100/m or 10/s", ErrUsage)
+		}
+		c.RateLimit, c.RateWindow = n, window
 	}
 	if given("access-token-ttl") {
 		c.AccessTokenTTL = f.accessTTL
@@ -202,17 +219,16 @@ func runClient(ctx context.Context, e *env, args []string) error {
 		if err := cf.apply(&c, nil); err != nil {
 			return err
 		}
-		if err := oauth.CheckClient(&c); err != nil {
+		if c.Gateway && !set["access-token-ttl"] {
+			c.AccessTokenTTL = oauth.DefaultGatewayTokenTTL
+		}
+		created, plain, err := oauth.CreateClient(ctx, st, hasher, c)
+		switch {
+		case errors.Is(err, oauth.ErrInvalidClient):
 			return fmt.Errorf("%w: %v", ErrUsage, err)
-		}
-		var plain string
-		if !c.Public && c.TokenEndpointAuthMethod != "private_key_jwt" {
-			plain, c.SecretHash = oauth.NewClientSecret(hasher)
-		}
-		created, err := st.CreateClient(ctx, c)
-		if errors.Is(err, store.ErrConflict) {
+		case errors.Is(err, store.ErrConflict):
 			return fmt.Errorf("a client with ID %q already exists", c.ID)
-		} else if err != nil {
+		case err != nil:
 			return err
 		}
 		return out.one(&created, plain)
@@ -246,11 +262,10 @@ func runClient(ctx context.Context, e *env, args []string) error {
 		if err := cf.apply(&c, set); err != nil {
 			return err
 		}
-		if err := oauth.CheckClient(&c); err != nil {
+		updated, err := oauth.UpdateClient(ctx, st, c)
+		if errors.Is(err, oauth.ErrInvalidClient) {
 			return fmt.Errorf("%w: %v", ErrUsage, err)
-		}
-		updated, err := st.UpdateClient(ctx, c)
-		if err != nil {
+		} else if err != nil {
 			return err
 		}
 		return out.one(&updated, "")
@@ -264,15 +279,13 @@ func runClient(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "deleted client %s\n", id)
 		return nil
 	case "rotate-secret":
-		if c.Public || c.TokenEndpointAuthMethod == "private_key_jwt" {
-			return fmt.Errorf("%w: client %s has no secret (it is public or uses private_key_jwt)", ErrUsage, id)
-		}
 		if *grace < 0 {
 			return fmt.Errorf("%w: --grace must not be negative", ErrUsage)
 		}
-		plain, hash := oauth.NewClientSecret(hasher)
-		rotated, err := st.RotateClientSecret(ctx, id, hash, time.Now().Add(*grace))
-		if err != nil {
+		rotated, plain, err := oauth.RotateClientSecret(ctx, st, hasher, id, time.Now().Add(*grace))
+		if errors.Is(err, oauth.ErrNoSecret) {
+			return fmt.Errorf("%w: client %s has no secret (it is public or uses private_key_jwt)", ErrUsage, id)
+		} else if err != nil {
 			return err
 		}
 		return out.one(&rotated, plain)
@@ -314,6 +327,18 @@ func (o *clientOutput) one(c *store.Client, plainSecret string) error {
 	}
 	if j.MayImpersonate {
 		fmt.Fprintln(w, "impersonate:   true")
+	}
+	if j.Gateway {
+		fmt.Fprintln(w, "gateway:       true")
+	}
+	if j.AccessTokenFormat != "" {
+		fmt.Fprintf(w, "token format:  %s\n", j.AccessTokenFormat)
+	}
+	if c.AccessTokenTTL != 0 {
+		fmt.Fprintf(w, "token TTL:     %v\n", c.AccessTokenTTL)
+	}
+	if j.RateLimit != "" {
+		fmt.Fprintf(w, "rate limit:    %s\n", j.RateLimit)
 	}
 	if len(c.PrevSecretHash) > 0 && time.Now().Before(c.PrevSecretExpiresAt) {
 		fmt.Fprintf(w, "old secret:    valid until %s\n", c.PrevSecretExpiresAt.Format(time.RFC3339))

@@ -354,3 +354,74 @@ func TestServeAdminAndRegistration(t *testing.T) {
 		}
 	}
 }
+
+// TestClientGatewayFlags covers --gateway, --access-token-format and
+// --rate-limit of client create and update.
+func TestClientGatewayFlags(t *testing.T) {
+	data := []string{"--data", t.TempDir()}
+	type out struct {
+		clientOut
+		Gateway           bool     `json:"gateway"`
+		AccessTokenFormat string   `json:"access_token_format"`
+		RateLimit         string   `json:"rate_limit"`
+		ExchangeAudiences []string `json:"exchange_audiences"`
+	}
+	var gw out
+	runJSON(t, &gw, append([]string{"client", "create", "--name", "Edge", "--gateway",
+		"--grant-type", "urn:ietf:params:oauth:grant-type:token-exchange", "--audience", "https://api.example",
+		"--exchange-audience", "https://orders.internal", "--rate-limit", "100/m"}, data...)...)
+	if !gw.Gateway || gw.AccessTokenTTL != 60 || gw.RateLimit != "100/m" || gw.AccessTokenFormat != "" ||
+		!slices.Equal(gw.ExchangeAudiences, []string{"https://orders.internal"}) {
+		t.Errorf("create --gateway = %+v; want gateway, ttl 60 (the gateway default), rate 100/m", gw)
+	}
+	var ttl out
+	runJSON(t, &ttl, append([]string{"client", "create", "--name", "Edge2", "--gateway", "--access-token-ttl", "30s",
+		"--grant-type", "urn:ietf:params:oauth:grant-type:token-exchange", "--exchange-audience", "https://x"}, data...)...)
+	if ttl.AccessTokenTTL != 30 {
+		t.Errorf("create --gateway --access-token-ttl 30s: ttl %d, want 30", ttl.AccessTokenTTL)
+	}
+
+	var op out
+	runJSON(t, &op, append([]string{"client", "create", "--name", "Opaque", "--grant-type", "client_credentials",
+		"--access-token-format", "opaque"}, data...)...)
+	if op.AccessTokenFormat != "opaque" || op.Gateway || op.RateLimit != "" || op.AccessTokenTTL != 0 {
+		t.Errorf("create --access-token-format opaque = %+v", op)
+	}
+	var shown out
+	runJSON(t, &shown, append([]string{"client", "show", op.ClientID}, data...)...)
+	if shown.AccessTokenFormat != "opaque" {
+		t.Errorf("show: access_token_format %q, want opaque", shown.AccessTokenFormat)
+	}
+	var upd out
+	runJSON(t, &upd, append([]string{"client", "update", op.ClientID, "--access-token-format", "jwt", "--rate-limit", "30/10s"}, data...)...)
+	if upd.AccessTokenFormat != "jwt" || upd.RateLimit != "30/10s" {
+		t.Errorf("update = %+v; want format jwt, rate 30/10s", upd)
+	}
+	var cleared out
+	runJSON(t, &cleared, append([]string{"client", "update", op.ClientID, "--rate-limit", "0"}, data...)...)
+	if cleared.RateLimit != "" || cleared.AccessTokenFormat != "jwt" {
+		t.Errorf("update --rate-limit 0 = %+v; want no rate limit, the format kept", cleared)
+	}
+	var text bytes.Buffer
+	if err := Run(context.Background(), append([]string{"client", "show", gw.ClientID}, data...), &text, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"gateway:       true", "rate limit:    100/m", "token TTL:     1m0s"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("show text lacks %q:\n%s", want, text.String())
+		}
+	}
+
+	usage := [][]string{
+		{"client", "create", "--name", "x", "--grant-type", "client_credentials", "--access-token-format", "paseto"},
+		{"client", "create", "--name", "x", "--grant-type", "client_credentials", "--rate-limit", "fast"},
+		{"client", "create", "--name", "x", "--grant-type", "client_credentials", "--gateway"}, // no token exchange
+		{"client", "create", "--name", "x", "--gateway", "--grant-type", "urn:ietf:params:oauth:grant-type:token-exchange"},
+		{"client", "update", op.ClientID, "--rate-limit", "-3/s"},
+	}
+	for _, args := range usage {
+		if err := Run(context.Background(), append(args, data...), io.Discard, io.Discard); !errors.Is(err, ErrUsage) {
+			t.Errorf("gatehouse %s: got %v, want a usage error", strings.Join(args, " "), err)
+		}
+	}
+}

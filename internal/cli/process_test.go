@@ -143,7 +143,13 @@ type serveProc struct {
 // whatever happens.
 func (p *procTest) serve(name string) *serveProc {
 	p.t.Helper()
-	cmd := p.command("serve", "--addr", "127.0.0.1:0", "--issuer", "http://127.0.0.1")
+	return p.serveAt(name, "127.0.0.1:0", "http://127.0.0.1")
+}
+
+// serveAt is serve on a given address and issuer.
+func (p *procTest) serveAt(name, addr, issuer string) *serveProc {
+	p.t.Helper()
+	cmd := p.command("serve", "--addr", addr, "--issuer", issuer)
 	cmd.Env = append(cmd.Env, envLifeline+"=1")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -10,8 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/oauth"
 	"github.com/gatehouse-dev/gatehouse/internal/password"
-	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
@@ -111,20 +111,14 @@ func runUser(ctx context.Context, e *env, args []string) error {
 
 	switch sub {
 	case "create":
-		hash, err := password.Hash(pw)
-		if err != nil {
-			return err
-		}
-		u := store.User{ID: secret.RandomString(16), Username: *username, Email: *email, Name: *name,
-			PasswordHash: hash, Admin: *admin}
-		if err := st.CreateUser(ctx, u); err != nil {
-			if errors.Is(err, store.ErrConflict) {
-				return fmt.Errorf("user %q already exists", *username)
-			}
-			return err
-		}
-		u, err = st.User(ctx, u.ID)
-		if err != nil {
+		u, err := oauth.CreateUser(ctx, st, oauth.UserParams{Username: *username, Email: *email, Name: *name,
+			Password: pw, Admin: *admin})
+		switch {
+		case errors.Is(err, oauth.ErrInvalidUser):
+			return fmt.Errorf("%w: %v", ErrUsage, err)
+		case errors.Is(err, store.ErrConflict):
+			return fmt.Errorf("user %q already exists", *username)
+		case err != nil:
 			return err
 		}
 		if *asJSON {
@@ -137,10 +131,9 @@ func runUser(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if u.PasswordHash, err = password.Hash(pw); err != nil {
-			return err
-		}
-		if err := st.UpdateUser(ctx, u); err != nil {
+		if u, err = oauth.SetUserPassword(ctx, st, u.ID, pw); errors.Is(err, oauth.ErrInvalidUser) {
+			return fmt.Errorf("%w: %v", ErrUsage, err)
+		} else if err != nil {
 			return err
 		}
 		if *asJSON {

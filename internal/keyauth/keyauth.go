@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/apikey"
+	"github.com/gatehouse-dev/gatehouse/internal/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
@@ -88,6 +89,10 @@ type Config struct {
 	// next flush; when full, further events are dropped and counted (the
 	// log line is still written). Zero means 10000.
 	AuditQueue int
+	// Limiter enforces the keys' rate limits, one bucket per key family
+	// under "apikey:<family>". Nil means an exact per-process limiter on
+	// Now; a Redis-backed one shares the limits across replicas.
+	Limiter ratelimit.Limiter
 }
 
 // Actor says who asks for an administrative action, for the audit log.
@@ -115,7 +120,7 @@ type Service struct {
 	dummyHash []byte
 
 	cache    cache
-	limiter  limiter
+	limiter  ratelimit.Limiter
 	usage    usageLog
 	auditLog auditQueue
 }
@@ -159,7 +164,10 @@ func New(cfg Config) (*Service, error) {
 	}
 	s.auditLog.max = queue
 	s.cache.init()
-	s.limiter.buckets = map[string]*bucket{}
+	s.limiter = cfg.Limiter
+	if s.limiter == nil {
+		s.limiter = ratelimit.NewLocal(s.now)
+	}
 	s.usage.m = map[string]*usage{}
 	s.dummyHash = s.hasher.Hash("gatehouse keyauth dummy")
 	return s, nil

@@ -67,8 +67,9 @@ func (s *Service) Check(ctx context.Context, plaintext string, ip netip.Addr) (R
 	return r, nil
 }
 
-// check does the work of Check; count says whether the request takes a
-// token from the rate limit. It returns the cache entry when the key was
+// check does the work of Check; count says whether the request is a use
+// of the key, which takes a token from its rate limit (when it is not, the
+// rate limit is not consulted). It returns the cache entry when the key was
 // found.
 func (s *Service) check(ctx context.Context, plaintext string, ip netip.Addr, count bool) (Result, *entry, error) {
 	key, err := s.format.Parse(plaintext)
@@ -110,10 +111,13 @@ func (s *Service) check(ctx context.Context, plaintext string, ip netip.Addr, co
 	if r.Reason != "" {
 		return r, e, nil
 	}
-	if rec.RateLimit > 0 {
-		ok, remaining, retry := s.limiter.take(rec.Family, rec.RateLimit, rec.RateWindow, now, count)
-		r.Remaining, r.RetryAfter = remaining, retry
-		if !ok {
+	if rec.RateLimit > 0 && count {
+		d, err := s.limiter.Allow(ctx, "apikey:"+rec.Family, rec.RateLimit, rec.RateWindow)
+		if err != nil {
+			return Result{}, nil, fmt.Errorf("%w: rate limit: %w", store.ErrUnavailable, err)
+		}
+		r.Remaining, r.RetryAfter = d.Remaining, d.RetryAfter
+		if !d.Allowed {
 			r.Reason = apikey.ReasonRateLimited
 			return r, e, nil
 		}
@@ -373,56 +377,6 @@ func (s *Service) Preload(ctx context.Context) error {
 		}
 		after = keys[len(keys)-1].ID
 	}
-}
-
-// ---- rate limiting ------------------------------------------------------
-
-// limiter holds one token bucket per key family, so a rotated key and its
-// successor share a limit.
-type limiter struct {
-	mu      sync.Mutex
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	mu     sync.Mutex
-	tokens float64
-	last   time.Time
-	limit  int
-	window time.Duration
-}
-
-// take refills the family's bucket for the time elapsed and, if count,
-// takes one token. It returns whether the request is allowed, the whole
-// tokens left, and how long until the next token when it is not.
-func (l *limiter) take(family string, limit int, window time.Duration, now time.Time, count bool) (bool, int, time.Duration) {
-	l.mu.Lock()
-	b := l.buckets[family]
-	if b == nil {
-		b = &bucket{tokens: float64(limit), last: now, limit: limit, window: window}
-		l.buckets[family] = b
-	}
-	l.mu.Unlock()
-
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.limit != limit || b.window != window { // the limit was changed
-		b.tokens = min(b.tokens, float64(limit))
-		b.limit, b.window = limit, window
-	}
-	rate := float64(limit) / window.Seconds() // tokens per second
-	if el := now.Sub(b.last).Seconds(); el > 0 {
-		b.tokens = min(float64(limit), b.tokens+el*rate)
-		b.last = now
-	}
-	if b.tokens < 1 {
-		wait := time.Duration((1 - b.tokens) / rate * float64(time.Second))
-		return false, 0, max(wait, time.Millisecond)
-	}
-	if count {
-		b.tokens--
-	}
-	return true, int(b.tokens), 0
 }
 
 // ---- batched writes -----------------------------------------------------

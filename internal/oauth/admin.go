@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
@@ -111,7 +112,7 @@ func (p *Provider) metadataError(err error) *oauthError {
 		return &oauthError{http.StatusConflict, errInvalidClientMeta, "a client with this ID already exists"}
 	}
 	p.log.Error("client management", "err", err)
-	return serverError()
+	return faultError(err)
 }
 
 // createClient checks and stores a new client with settings from j,
@@ -123,18 +124,18 @@ func (p *Provider) createClient(ctx context.Context, j *ClientJSON, withRegistra
 	if c.ID == "" {
 		c.ID = NewClientID()
 	}
+	if j.Gateway && j.AccessTokenTTL == 0 {
+		j.AccessTokenTTL = int64(DefaultGatewayTokenTTL / time.Second)
+	}
 	if err := j.Apply(&c); err != nil {
 		return ClientJSON{}, p.metadataError(err)
 	}
-	var plain, regToken string
-	if !c.Public && c.TokenEndpointAuthMethod != authPrivateKeyJWT {
-		plain, c.SecretHash = NewClientSecret(p.hasher)
-	}
+	var regToken string
 	if withRegistration {
 		regToken = NewRegistrationToken()
 		c.RegistrationTokenHash = p.hasher.Hash(hashDomainRegistration, regToken)
 	}
-	created, err := p.store.CreateClient(ctx, c)
+	created, plain, err := CreateClient(ctx, p.store, p.hasher, c)
 	if err != nil {
 		return ClientJSON{}, p.metadataError(err)
 	}
@@ -223,7 +224,7 @@ func (p *Provider) adminUpdate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, p.metadataError(err))
 		return
 	}
-	updated, err := p.store.UpdateClient(r.Context(), c)
+	updated, err := UpdateClient(r.Context(), p.store, c)
 	if err != nil {
 		writeError(w, p.metadataError(err))
 		return
@@ -245,17 +246,15 @@ func (p *Provider) adminDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Provider) adminRotate(w http.ResponseWriter, r *http.Request) {
-	c, ok := p.adminClient(w, r)
-	if !ok {
+	rotated, plain, err := RotateClientSecret(r.Context(), p.store, p.hasher, r.PathValue("id"), p.now().Add(p.cfg.SecretGrace))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "not_found", ErrorDescription: "no such client"})
 		return
-	}
-	if c.Public || c.TokenEndpointAuthMethod == authPrivateKeyJWT {
+	case errors.Is(err, ErrNoSecret):
 		writeTokenError(w, http.StatusBadRequest, errInvalidRequest, "this client has no secret")
 		return
-	}
-	plain, hash := NewClientSecret(p.hasher)
-	rotated, err := p.store.RotateClientSecret(r.Context(), c.ID, hash, p.now().Add(p.cfg.SecretGrace))
-	if err != nil {
+	case err != nil:
 		writeError(w, p.metadataError(err))
 		return
 	}

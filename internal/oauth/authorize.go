@@ -325,7 +325,7 @@ func (p *Provider) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 // continueAuthorize takes a checked request on: to the login page, the
 // consent page, or the client with a code.
 func (p *Provider) continueAuthorize(w http.ResponseWriter, r *http.Request, req authzRequest) {
-	sess, ok, err := p.currentSession(r)
+	sess, consent, ok, err := p.sessionConsent(r, req.client.ID)
 	if err != nil {
 		p.log.Error("authorize: session", "err", err)
 		p.authorizeError(w, r, req, redirectError(errServerError, "internal error"))
@@ -345,12 +345,6 @@ func (p *Provider) continueAuthorize(w http.ResponseWriter, r *http.Request, req
 			again.Set("prompt", "consent")
 		}
 		p.renderLogin(w, r, http.StatusOK, req.client.Name, "", "", AuthorizePath+"?"+again.Encode())
-		return
-	}
-	consent, err := p.store.Consent(r.Context(), sess.user.ID, req.client.ID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		p.log.Error("authorize: consent", "err", err)
-		p.authorizeError(w, r, req, redirectError(errServerError, "internal error"))
 		return
 	}
 	if req.promptConsent || !coversAll(consent.Scopes, req.scopes) {

@@ -137,7 +137,7 @@ func (p *Provider) authenticateClient(ctx context.Context, r *http.Request, form
 	c, err := p.client(ctx, creds.clientID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		p.log.Error("client authentication: load client", "err", err)
-		return nil, serverError()
+		return nil, faultError(err)
 	}
 	if creds.method == authNone {
 		if c == nil || !c.Public {

@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
+	"github.com/gatehouse-dev/gatehouse/internal/keyauth"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/token"
@@ -28,6 +30,10 @@ const (
 	MinAccessTokenTTL  = 10 * time.Second
 	MaxAccessTokenTTL  = 24 * time.Hour
 	MaxRefreshTokenTTL = 366 * 24 * time.Hour
+	// DefaultGatewayTokenTTL is the access-token lifetime a gateway client
+	// gets when created without one: the lifetime of its phantom tokens,
+	// which only travel from the gateway to the upstream service.
+	DefaultGatewayTokenTTL = 60 * time.Second
 )
 
 // NewClientID returns a new random client ID (128 bits).
@@ -81,6 +87,12 @@ func CheckClient(c *store.Client) error {
 		return bad("a public client cannot use token exchange")
 	case (len(c.ExchangeAudiences) > 0 || c.MayImpersonate) && !has(GrantTypeTokenExchange):
 		return bad("exchange audiences and impersonation need the %s grant", GrantTypeTokenExchange)
+	case c.Gateway && (!has(GrantTypeTokenExchange) || len(c.ExchangeAudiences) == 0):
+		return bad("a gateway client needs the %s grant and at least one exchange audience", GrantTypeTokenExchange)
+	case c.AccessTokenFormat != "" && c.AccessTokenFormat != store.AccessTokenJWT && c.AccessTokenFormat != store.AccessTokenOpaque:
+		return bad("access token format %q: want %s or %s", c.AccessTokenFormat, store.AccessTokenJWT, store.AccessTokenOpaque)
+	case c.RateLimit < 0 || (c.RateLimit > 0 && c.RateWindow < time.Millisecond) || (c.RateLimit == 0 && c.RateWindow != 0):
+		return bad("a rate limit needs a positive count and a window of at least 1ms")
 	case has("refresh_token") && !has("authorization_code"):
 		return bad("refresh_token needs authorization_code")
 	case has("authorization_code") && len(c.RedirectURIs) == 0:
@@ -212,10 +224,17 @@ type ClientJSON struct {
 	AccessTokenTTL          int64           `json:"access_token_ttl,omitempty"`
 	RefreshTokenTTL         int64           `json:"refresh_token_ttl,omitempty"`
 	AccessTokenAlg          string          `json:"access_token_signed_response_alg,omitempty"`
-	IDTokenAlg              string          `json:"id_token_signed_response_alg,omitempty"`
-	RegistrationAccessToken string          `json:"registration_access_token,omitempty"`
-	RegistrationClientURI   string          `json:"registration_client_uri,omitempty"`
-	UpdatedAt               int64           `json:"updated_at,omitempty"`
+	// AccessTokenFormat is "jwt" (the default) or "opaque".
+	AccessTokenFormat string `json:"access_token_format,omitempty"`
+	// Gateway marks a gateway client (admin only, never through DCR).
+	Gateway bool `json:"gateway,omitempty"`
+	// RateLimit is the token-endpoint rate limit, "COUNT/WINDOW" as for API
+	// keys (e.g. "100/m"); absent or "0" means none (admin only).
+	RateLimit               string `json:"rate_limit,omitempty"`
+	IDTokenAlg              string `json:"id_token_signed_response_alg,omitempty"`
+	RegistrationAccessToken string `json:"registration_access_token,omitempty"`
+	RegistrationClientURI   string `json:"registration_client_uri,omitempty"`
+	UpdatedAt               int64  `json:"updated_at,omitempty"`
 }
 
 // NewClientJSON returns the JSON form of c (without any secret).
@@ -237,6 +256,9 @@ func NewClientJSON(c *store.Client) ClientJSON {
 		RefreshTokenTTL:         int64(c.RefreshTokenTTL / time.Second),
 		AccessTokenAlg:          c.AccessTokenAlg,
 		IDTokenAlg:              c.IDTokenAlg,
+		AccessTokenFormat:       c.AccessTokenFormat,
+		Gateway:                 c.Gateway,
+		RateLimit:               FormatRate(c.RateLimit, c.RateWindow),
 		UpdatedAt:               c.UpdatedAt.Unix(),
 	}
 	if j.GrantTypes == nil {
@@ -288,10 +310,34 @@ func (j *ClientJSON) Apply(c *store.Client) error {
 	c.AccessTokenTTL = time.Duration(j.AccessTokenTTL) * time.Second
 	c.RefreshTokenTTL = time.Duration(j.RefreshTokenTTL) * time.Second
 	c.AccessTokenAlg, c.IDTokenAlg = j.AccessTokenAlg, j.IDTokenAlg
+	c.AccessTokenFormat, c.Gateway = j.AccessTokenFormat, j.Gateway
+	n, window, err := keyauth.ParseRate(j.RateLimit)
+	if err != nil {
+		return fmt.Errorf("%w: rate_limit: want COUNT/WINDOW, such as 100/m or 10/s", ErrInvalidClient)
+	}
+	c.RateLimit, c.RateWindow = n, window
 	for _, rt := range j.ResponseTypes {
 		if rt != "code" || !slices.Contains(c.GrantTypes, "authorization_code") {
 			return fmt.Errorf("%w: response type %q: only \"code\" with authorization_code", ErrInvalidClient, rt)
 		}
 	}
 	return CheckClient(c)
+}
+
+// FormatRate formats a rate limit the way [keyauth.ParseRate] reads it:
+// "100/s", "100/m", "100/h" or "100/10s"; "" when there is none.
+func FormatRate(n int, window time.Duration) string {
+	if n <= 0 {
+		return ""
+	}
+	per := window.String()
+	switch window {
+	case time.Second:
+		per = "s"
+	case time.Minute:
+		per = "m"
+	case time.Hour:
+		per = "h"
+	}
+	return strconv.Itoa(n) + "/" + per
 }

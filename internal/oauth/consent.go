@@ -37,7 +37,7 @@ func (p *Provider) serveConsent(w http.ResponseWriter, r *http.Request) {
 		p.renderError(w, http.StatusForbidden, errInvalidRequest, "The form expired. Go back to the application and try again.")
 		return
 	}
-	sess, ok, err := p.currentSession(r)
+	sess, prev, ok, err := p.sessionConsent(r, req.client.ID)
 	if err != nil {
 		p.log.Error("consent: session", "err", err)
 		p.authorizeError(w, r, req, redirectError(errServerError, "internal error"))
@@ -54,12 +54,6 @@ func (p *Provider) serveConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 		p.renderError(w, http.StatusBadRequest, errInvalidRequest, "The form is malformed.")
-		return
-	}
-	prev, err := p.store.Consent(r.Context(), sess.user.ID, req.client.ID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		p.log.Error("consent: read", "err", err)
-		p.authorizeError(w, r, req, redirectError(errServerError, "internal error"))
 		return
 	}
 	scopes := slices.Clone(prev.Scopes)

@@ -2,8 +2,11 @@ package oauth
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
+
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
 // OAuth error codes (RFC 6749 section 5.2, RFC 7009 section 2.2.1, RFC 6750
@@ -16,10 +19,13 @@ const (
 	errUnsupportedGrantType = "unsupported_grant_type"
 	errInvalidScope         = "invalid_scope"
 	errServerError          = "server_error"
-	errUnsupportedTokenType = "unsupported_token_type"
-	errInvalidToken         = "invalid_token"
-	errInvalidClientMeta    = "invalid_client_metadata"
-	errInvalidRedirectURI   = "invalid_redirect_uri"
+	// errTemporarilyUnavailable is RFC 6749 section 4.1.2.1's code, also
+	// used on the token endpoint with 503 when the store is unreachable.
+	errTemporarilyUnavailable = "temporarily_unavailable"
+	errUnsupportedTokenType   = "unsupported_token_type"
+	errInvalidToken           = "invalid_token"
+	errInvalidClientMeta      = "invalid_client_metadata"
+	errInvalidRedirectURI     = "invalid_redirect_uri"
 )
 
 // oauthError is an error answer of the token, introspection, revocation
@@ -43,6 +49,17 @@ func invalidClient(desc string) *oauthError {
 
 func serverError() *oauthError {
 	return &oauthError{http.StatusInternalServerError, errServerError, "internal error"}
+}
+
+// faultError is the answer to a server-side failure err: 503
+// temporarily_unavailable when the store cannot be reached (the client
+// may retry; nothing was changed or the change is safe to retry), 500
+// server_error otherwise. The caller logs err; the answer never holds it.
+func faultError(err error) *oauthError {
+	if errors.Is(err, store.ErrUnavailable) {
+		return &oauthError{http.StatusServiceUnavailable, errTemporarilyUnavailable, "the service is temporarily unavailable; retry later"}
+	}
+	return serverError()
 }
 
 // errorBody is the RFC 6749 section 5.2 error response.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -24,6 +25,15 @@ const (
 	tokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
 	tokenTypeJWT         = "urn:ietf:params:oauth:token-type:jwt"
 )
+
+// TokenTypeAPIKey is the subject_token_type of an API key presented by a
+// gateway client (see gatewayExchange).
+const TokenTypeAPIKey = "urn:gatehouse:params:oauth:token-type:api_key"
+
+// ParamClientIP is the token-exchange parameter in which a gateway client
+// passes the address of the caller that presented an API key, so that the
+// key's IP allow-list is checked against it.
+const ParamClientIP = "gatehouse_client_ip"
 
 // errInvalidTarget is the error code for an audience or resource the
 // server will not issue a token for (RFC 8693 section 2.2.2, RFC 8707
@@ -47,10 +57,12 @@ const maxTargetLen = 512
 
 // exchangeRequest is a parsed token-exchange request.
 type exchangeRequest struct {
-	subject string   // subject_token
-	actor   string   // actor_token, "" if none
-	target  string   // the one audience or resource
-	scope   []string // requested scopes, nil if none were requested
+	subject string     // subject_token
+	apiKey  bool       // subject_token_type is TokenTypeAPIKey
+	ip      netip.Addr // ParamClientIP, the zero Addr if absent
+	actor   string     // actor_token, "" if none
+	target  string     // the one audience or resource
+	scope   []string   // requested scopes, nil if none were requested
 }
 
 // parseExchange reads the parameters of a token-exchange request (RFC 8693
@@ -65,8 +77,17 @@ func parseExchange(form url.Values) (exchangeRequest, *oauthError) {
 	switch {
 	case req.subject == "":
 		return req, badRequest("subject_token is missing")
+	case form.Get("subject_token_type") == TokenTypeAPIKey:
+		req.apiKey = true
 	case !jwtTokenType(form.Get("subject_token_type")):
 		return req, badRequest("subject_token_type must be " + tokenTypeAccessToken + " or " + tokenTypeJWT)
+	}
+	if form.Has(ParamClientIP) {
+		ip, err := netip.ParseAddr(form.Get(ParamClientIP))
+		if err != nil || ip.Zone() != "" {
+			return req, badRequest(ParamClientIP + " must be an IP address")
+		}
+		req.ip = ip.Unmap()
 	}
 	req.actor = form.Get("actor_token")
 	actorType := form.Get("actor_token_type")
@@ -174,7 +195,19 @@ func (p *Provider) grantTokenExchange(w http.ResponseWriter, r *http.Request, c 
 		return
 	}
 	now := p.now()
-	sub, oe := p.exchangedToken(r.Context(), req.subject, "subject_token", now)
+	if c.Gateway {
+		p.gatewayExchange(w, r, c, req, now)
+		return
+	}
+	switch {
+	case req.apiKey:
+		writeTokenError(w, http.StatusBadRequest, errUnauthorizedClient, "only gateway clients may exchange API keys")
+		return
+	case req.ip.IsValid():
+		writeError(w, badRequest(ParamClientIP+" is for gateway clients only"))
+		return
+	}
+	sub, _, oe := p.exchangedToken(r.Context(), req.subject, "subject_token", now)
 	if oe != nil {
 		writeError(w, oe)
 		return
@@ -190,7 +223,7 @@ func (p *Provider) grantTokenExchange(w http.ResponseWriter, r *http.Request, c 
 	act := sub.Actor
 	switch {
 	case req.actor != "":
-		acl, oe := p.exchangedToken(r.Context(), req.actor, "actor_token", now)
+		acl, _, oe := p.exchangedToken(r.Context(), req.actor, "actor_token", now)
 		if oe != nil {
 			writeError(w, oe)
 			return
@@ -211,25 +244,29 @@ func (p *Provider) grantTokenExchange(w http.ResponseWriter, r *http.Request, c 
 		writeError(w, oe)
 		return
 	}
-	resp, err := p.issueExchanged(c, sub, req.target, scopes, act, now)
+	resp, err := p.issueExchanged(r.Context(), c, sub, req.target, scopes, act, now)
 	if err != nil {
 		p.log.Error("token exchange: issue", "client_id", c.ID, "err", err)
-		writeError(w, serverError())
+		writeError(w, faultError(err))
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// exchangedToken verifies tok, the subject or actor token (named by param
-// in error descriptions), as an unexpired, unrevoked Gatehouse access token.
-// The claims are read-only.
-func (p *Provider) exchangedToken(ctx context.Context, tok, param string, now time.Time) (*token.Claims, *oauthError) {
-	cl, ok := p.verifyAccessToken(ctx, tok)
-	// The verifier allows clock-skew leeway; an exchange does not.
-	if !ok || p.revoked.contains(cl.ID) || cl.ExpiresAt != 0 && cl.ExpiresAt <= now.Unix() {
-		return nil, badRequest("the " + param + " is invalid, expired or revoked")
+// exchangedToken resolves tok, the subject or actor token (named by param
+// in error descriptions), as an unexpired, unrevoked Gatehouse access token,
+// a JWT or an opaque token, and returns its claims (read-only) and kind.
+func (p *Provider) exchangedToken(ctx context.Context, tok, param string, now time.Time) (*token.Claims, token.Kind, *oauthError) {
+	cl, kind, ok, err := p.resolveAccessToken(ctx, tok)
+	if err != nil {
+		p.log.Error("token exchange: resolve "+param, "err", err)
+		return nil, kind, serverError()
 	}
-	return cl, nil
+	// The verifier allows clock-skew leeway; an exchange does not.
+	if !ok || cl.ExpiresAt != 0 && cl.ExpiresAt <= now.Unix() {
+		return nil, kind, badRequest("the " + param + " is invalid, expired or revoked")
+	}
+	return cl, kind, nil
 }
 
 // actorDepth returns the number of links in an "act" chain.
@@ -263,9 +300,10 @@ func exchangeScopes(subject, requested, allowed []string) ([]string, *oauthError
 	return out, nil
 }
 
-// issueExchanged signs the exchanged access token for client c (see
-// grantTokenExchange for its claims).
-func (p *Provider) issueExchanged(c *store.Client, sub *token.Claims, target string, scopes []string, act *token.Actor, now time.Time) (exchangeResponse, error) {
+// issueExchanged issues the exchanged access token for client c (see
+// grantTokenExchange for its claims): signed, or opaque for a client with
+// opaque access tokens.
+func (p *Provider) issueExchanged(ctx context.Context, c *store.Client, sub *token.Claims, target string, scopes []string, act *token.Actor, now time.Time) (exchangeResponse, error) {
 	iss := p.issuers[accessTokenAlg(c)]
 	if iss == nil {
 		return exchangeResponse{}, errExchangeAlg
@@ -278,7 +316,7 @@ func (p *Provider) issueExchanged(c *store.Client, sub *token.Claims, target str
 	if sub.ExpiresAt != 0 {
 		exp = min(exp, sub.ExpiresAt)
 	}
-	raw, final, err := iss.Issue(token.Claims{
+	cl := token.Claims{
 		Subject:   sub.Subject,
 		Audience:  token.Audience{target},
 		IssuedAt:  now.Unix(),
@@ -289,7 +327,15 @@ func (p *Provider) issueExchanged(c *store.Client, sub *token.Claims, target str
 		Actor:     act,
 		Kind:      sub.Kind,
 		KeyID:     sub.KeyID,
-	})
+	}
+	var raw string
+	var final token.Claims
+	var err error
+	if c.OpaqueAccessTokens() {
+		raw, final, err = p.issueOpaque(ctx, cl, "")
+	} else {
+		raw, final, err = iss.Issue(cl)
+	}
 	if err != nil {
 		return exchangeResponse{}, err
 	}

@@ -361,6 +361,9 @@ func FuzzParseExchange(f *testing.F) {
 	f.Add(exchangeForm("a.b.c", "", "resource", "https://b/x?y", "scope", "read write").Encode())
 	f.Add(exchangeForm("t", "x", "actor_token", "u", "actor_token_type", tokenTypeJWT, "requested_token_type", tokenTypeAccessToken).Encode())
 	f.Add("subject_token=%00&subject_token_type=" + tokenTypeJWT + "&audience=%20")
+	f.Add(exchangeForm("gk_live_x", "https://b", "subject_token_type", TokenTypeAPIKey, ParamClientIP, "10.1.2.3").Encode())
+	f.Add(exchangeForm("gho_x", "https://b", ParamClientIP, "fe80::1%eth0").Encode())
+	f.Add(exchangeForm("gho_x", "https://b", ParamClientIP, "::ffff:10.0.0.1").Encode())
 	f.Fuzz(func(t *testing.T, body string) {
 		form, err := parseForm("application/x-www-form-urlencoded", "", []byte(body))
 		if err != nil {
@@ -375,6 +378,12 @@ func FuzzParseExchange(f *testing.F) {
 		}
 		if req.subject == "" || req.target == "" || (req.target != form.Get("audience") && req.target != form.Get("resource")) {
 			t.Fatalf("parseExchange(%q) = %+v: want a subject and the requested target", body, req)
+		}
+		if req.apiKey != (form.Get("subject_token_type") == TokenTypeAPIKey) {
+			t.Fatalf("apiKey = %v for subject_token_type %q", req.apiKey, form.Get("subject_token_type"))
+		}
+		if req.ip.IsValid() != form.Has(ParamClientIP) || req.ip.Is4In6() || req.ip.Zone() != "" {
+			t.Fatalf("client IP %v from %q: want a valid, unmapped address without zone exactly when the parameter is sent", req.ip, form.Get(ParamClientIP))
 		}
 		if req.actor != "" && !jwtTokenType(form.Get("actor_token_type")) {
 			t.Fatalf("actor token accepted with type %q", form.Get("actor_token_type"))

@@ -79,6 +79,7 @@ func (p *Provider) registerUserFlow(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+UserinfoPath, p.serveUserinfo)
 	mux.HandleFunc("POST "+UserinfoPath, p.serveUserinfo)
 	mux.Handle("GET "+web.StaticPath, web.Static())
+	p.registerAccount(mux)
 }
 
 // userMetadata adds what the browser flow implements to the discovery
@@ -130,29 +131,47 @@ type session struct {
 // none (no cookie, unknown or expired session, disabled or deleted user).
 // err is for faults of the store only.
 func (p *Provider) currentSession(r *http.Request) (session, bool, error) {
-	ck, err := r.Cookie(p.flow.sessionCookie)
-	if err != nil || ck.Value == "" || len(ck.Value) > 128 {
-		return session{}, false, nil
-	}
-	// One query for the session and its user: every authorization
-	// request of a signed-in browser needs both.
-	rec, u, err := p.store.SessionUser(r.Context(), p.hasher.Hash(domainSession, ck.Value), p.now())
-	if errors.Is(err, store.ErrNotFound) || (err == nil && u.Disabled) {
-		return session{}, false, nil
-	}
-	if err != nil {
-		return session{}, false, err
-	}
-	return session{id: ck.Value, rec: rec, user: u}, true, nil
+	sess, _, ok, err := p.sessionConsent(r, "")
+	return sess, ok, err
 }
 
-// startSession creates a session for u and sets its cookie.
-func (p *Provider) startSession(ctx context.Context, w http.ResponseWriter, u store.User) error {
+// sessionConsent is currentSession that also returns, for a clientID
+// other than "", the user's consent for that client (the zero Consent if
+// none). One query reads the session, its user and the consent: every
+// authorization request of a signed-in browser needs all three.
+func (p *Provider) sessionConsent(r *http.Request, clientID string) (session, store.Consent, bool, error) {
+	ck, err := r.Cookie(p.flow.sessionCookie)
+	if err != nil || ck.Value == "" || len(ck.Value) > 128 {
+		return session{}, store.Consent{}, false, nil
+	}
+	idHash := p.hasher.Hash(domainSession, ck.Value)
+	var rec store.Session
+	var u store.User
+	var consent store.Consent
+	if clientID == "" {
+		rec, u, err = p.store.SessionUser(r.Context(), idHash, p.now())
+	} else {
+		rec, u, consent, err = p.store.SessionUserConsent(r.Context(), idHash, p.now(), clientID)
+	}
+	if errors.Is(err, store.ErrNotFound) || (err == nil && u.Disabled) {
+		return session{}, store.Consent{}, false, nil
+	}
+	if err != nil {
+		return session{}, store.Consent{}, false, err
+	}
+	p.touchSession(r.Context(), rec)
+	return session{id: ck.Value, rec: rec, user: u}, consent, true, nil
+}
+
+// startSession creates a session for u, noting r's browser and address
+// for the user's list of sessions, and sets its cookie.
+func (p *Provider) startSession(w http.ResponseWriter, r *http.Request, u store.User) error {
 	id := secret.RandomString(32)
 	now := p.now()
 	ttl := p.cfg.SessionTTL
-	err := p.store.CreateSession(ctx, store.Session{
+	err := p.store.CreateSession(r.Context(), store.Session{
 		IDHash: p.hasher.Hash(domainSession, id), UserID: u.ID, AuthTime: now, CreatedAt: now, ExpiresAt: now.Add(ttl),
+		UserAgent: r.UserAgent(), IP: clientIP(r),
 	})
 	if err != nil {
 		return err

@@ -38,7 +38,11 @@ const cheapHash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0$"
 //   - server-ns/op: wall time spent inside the handlers, the harness
 //     excluded, waits for durable commits included;
 //   - pwcheck-ns/op: what the one password check with cheapHash costs, to
-//     subtract from the figures above for "excluding password hashing".
+//     subtract from the figures above for "excluding password hashing";
+//   - authorize-ns/op, login-ns/op, consent-page-ns/op, consent-ns/op,
+//     token-ns/op: server-ns/op split by step, to see where the wall
+//     time goes (the three durable commits are in login, consent and
+//     token).
 func BenchmarkAuthorizationCodeFlow(b *testing.B) {
 	for _, db := range []struct {
 		name string
@@ -77,11 +81,14 @@ func benchCodeFlow(b *testing.B, open func(testing.TB) *store.Store, idAlg strin
 	}
 	pwCheck := time.Since(pwStart) / 100
 
+	steps := []string{"authorize", "login", "consent-page", "consent", "token"}
+	stepTime := make([]time.Duration, len(steps))
 	b.ReportAllocs()
 	var server time.Duration
 	cpu0 := processCPU()
 	for b.Loop() {
 		jar := map[string]string{}
+		step := 0
 		call := func(method, target string, form url.Values) *httptest.ResponseRecorder {
 			var req *http.Request
 			if form != nil {
@@ -97,7 +104,10 @@ func benchCodeFlow(b *testing.B, open func(testing.TB) *store.Store, idAlg strin
 			rec := httptest.NewRecorder()
 			start := time.Now()
 			mux.ServeHTTP(rec, req)
-			server += time.Since(start)
+			d := time.Since(start)
+			server += d
+			stepTime[step] += d
+			step++
 			for _, c := range rec.Result().Cookies() {
 				jar[c.Name] = c.Value
 			}
@@ -131,6 +141,9 @@ func benchCodeFlow(b *testing.B, open func(testing.TB) *store.Store, idAlg strin
 	b.ReportMetric(float64((processCPU()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(server.Nanoseconds())/float64(b.N), "server-ns/op")
 	b.ReportMetric(float64(pwCheck.Nanoseconds()), "pwcheck-ns/op")
+	for i, name := range steps {
+		b.ReportMetric(float64(stepTime[i].Nanoseconds())/float64(b.N), name+"-ns/op")
+	}
 }
 
 // processCPU is the CPU time (user and system) used by this process.

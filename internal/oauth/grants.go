@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/token"
 )
 
 // maxOpaqueLen bounds codes and refresh tokens presented to the token
@@ -71,7 +72,8 @@ func (p *Provider) grantAuthorizationCode(w http.ResponseWriter, r *http.Request
 		return
 	}
 	hash := p.hasher.Hash(domainAuthCode, code)
-	ac, err := p.store.AuthCode(ctx, hash)
+	// The code and its user in one query: the grant needs both.
+	ac, u, err := p.store.AuthCodeUser(ctx, hash)
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, invalidGrant("the code is invalid or expired"))
 		return
@@ -107,7 +109,7 @@ func (p *Provider) grantAuthorizationCode(w http.ResponseWriter, r *http.Request
 		return
 	}
 	familyID := secret.RandomString(16)
-	p.issueGrant(ctx, w, c, ac.UserID, ac.Scopes, ac.AuthTime, ac.Nonce, func(rt *store.RefreshToken, at store.IssuedToken) error {
+	p.issueGrant(ctx, w, c, familyID, u, ac.Scopes, ac.AuthTime, ac.Nonce, func(rt *store.RefreshToken, at store.IssuedToken) error {
 		_, err := p.store.RedeemAuthCode(ctx, hash, familyID, p.now(), rt, at)
 		return err
 	})
@@ -118,68 +120,99 @@ func (p *Provider) grantAuthorizationCode(w http.ResponseWriter, r *http.Request
 // issues: the access token at and, unless nil, the refresh token rt.
 type recordFunc func(rt *store.RefreshToken, at store.IssuedToken) error
 
-// issueGrant issues the tokens of a user grant: the access token, a
-// refresh token for clients allowed the refresh_token grant, and an ID
-// token with the openid scope. They are recorded with record, whose
-// failure (a replay, a revoked family) discards them unseen.
+// issueGrant issues the tokens of a user grant in refresh family familyID
+// to user u: the access token, a refresh token for clients allowed the
+// refresh_token grant, and an ID token with the openid scope. They are
+// recorded with record, whose failure (a replay, a revoked family)
+// discards them unseen. (An opaque access token is stored before record
+// runs; discarded, it is never seen and expires unused.)
 //
-// The ID token is signed while record commits: an RS256 signature (about
-// 1 ms of CPU) and the durable commit (mostly waiting for the disk) then
-// overlap instead of adding up. Its key is fetched first, so a missing key
-// fails the grant before anything is recorded.
-func (p *Provider) issueGrant(ctx context.Context, w http.ResponseWriter, c *store.Client, userID string, scopes []string, authTime time.Time, nonce string, record recordFunc) {
-	u, err := p.store.User(ctx, userID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && u.Disabled) {
+// The tokens are signed while record commits: the signatures (about 1 ms
+// of CPU for an RS256 ID token, 30 µs for an ES256 access token) and the
+// durable commit (mostly waiting for the disk) then overlap instead of
+// adding up. Nothing signed depends on the commit: the access token's
+// "jti", which the commit records, is chosen first. The keys and issuer
+// are looked up first, so a missing key fails the grant before anything
+// is recorded, and a failed commit discards what was signed.
+func (p *Provider) issueGrant(ctx context.Context, w http.ResponseWriter, c *store.Client, familyID string, u store.User, scopes []string, authTime time.Time, nonce string, record recordFunc) {
+	if u.Disabled {
 		writeError(w, invalidGrant("the user no longer exists or is disabled"))
 		return
 	}
-	if err != nil {
-		p.tokenFault(w, c, "read user", err)
-		return
-	}
-	resp, err := p.issueTokens(ctx, c, u.ID, scopes, authTime)
-	if err != nil {
-		p.tokenFault(w, c, "issue access token", err)
-		return
+	var resp tokenResponse
+	var signAccess func() (tokenResponse, error) // nil: resp is issued already
+	if c.OpaqueAccessTokens() {
+		var err error
+		if resp, err = p.issueAccessToken(ctx, c, u.ID, scopes, authTime, familyID); err != nil {
+			p.tokenFault(w, c, "issue access token", err)
+			return
+		}
+	} else {
+		cl, ttl, iss, err := p.accessClaims(c, u.ID, scopes, authTime)
+		if err != nil {
+			p.tokenFault(w, c, "issue access token", err)
+			return
+		}
+		cl.ID = secret.RandomString(16) // 128 bits, as token.Issuer chooses
+		resp.claims = cl
+		signAccess = func() (tokenResponse, error) {
+			raw, final, err := iss.Issue(cl)
+			return accessResponse(raw, final, ttl), err
+		}
 	}
 	at := store.IssuedToken{ID: resp.claims.ID, ExpiresAt: time.Unix(resp.claims.ExpiresAt, 0)}
 	var rt *store.RefreshToken
+	var refresh string
 	if slices.Contains(c.GrantTypes, "refresh_token") {
 		ttl := c.RefreshTokenTTL
 		if ttl <= 0 {
 			ttl = p.cfg.RefreshTokenTTL
 		}
-		resp.RefreshToken = secret.RandomString(32)
-		rt = &store.RefreshToken{Hash: p.hasher.Hash(domainRefreshToken, resp.RefreshToken), Scopes: scopes, ExpiresAt: p.now().Add(ttl)}
+		refresh = secret.RandomString(32)
+		rt = &store.RefreshToken{Hash: p.hasher.Hash(domainRefreshToken, refresh), Scopes: scopes, ExpiresAt: p.now().Add(ttl)}
 	}
-	type signed struct {
-		tok string
-		err error
-	}
-	var idToken chan signed
-	if slices.Contains(scopes, "openid") {
-		key, err := p.idTokenKey(c)
-		if err != nil {
+	openid := slices.Contains(scopes, "openid")
+	var idKey token.SigningKey
+	if openid {
+		var err error
+		if idKey, err = p.idTokenKey(c); err != nil {
 			p.tokenFault(w, c, "issue ID token", err)
 			return
 		}
-		idToken = make(chan signed, 1)
-		go func() {
-			tok, err := p.issueIDToken(key, c, u, scopes, authTime, nonce, resp)
-			idToken <- signed{tok, err}
-		}()
 	}
-	err = record(rt, at)
-	if idToken != nil {
-		s := <-idToken
-		if err == nil && s.err != nil {
-			// Recorded but not deliverable: the client never sees these
-			// tokens and must start again.
-			p.tokenFault(w, c, "issue ID token", s.err)
-			return
+	type signed struct {
+		resp tokenResponse
+		what string // what failed, if err is set
+		err  error
+	}
+	done := make(chan signed, 1)
+	go func() {
+		s := signed{resp: resp}
+		if signAccess != nil {
+			if s.resp, s.err = signAccess(); s.err != nil {
+				s.what = "issue access token"
+				done <- s
+				return
+			}
 		}
-		resp.IDToken = s.tok
+		if openid {
+			// The ID token's at_hash is of the access token.
+			if s.resp.IDToken, s.err = p.issueIDToken(idKey, c, u, scopes, authTime, nonce, s.resp); s.err != nil {
+				s.what = "issue ID token"
+			}
+		}
+		done <- s
+	}()
+	err := record(rt, at)
+	s := <-done
+	if err == nil && s.err != nil {
+		// Recorded but not deliverable: the client never sees these
+		// tokens and must start again.
+		p.tokenFault(w, c, s.what, s.err)
+		return
 	}
+	resp = s.resp
+	resp.RefreshToken = refresh
 	switch {
 	case errors.Is(err, store.ErrReplay):
 		p.log.Warn("token: one-time credential replayed; revoked its family", "client_id", c.ID)
@@ -189,14 +222,14 @@ func (p *Provider) issueGrant(ctx context.Context, w http.ResponseWriter, c *sto
 	case err != nil:
 		p.tokenFault(w, c, "record tokens", err)
 	default:
-		writeJSON(w, http.StatusOK, resp)
+		writeTokenResponse(w, &resp)
 	}
 }
 
 // tokenFault logs a server-side failure and answers server_error.
 func (p *Provider) tokenFault(w http.ResponseWriter, c *store.Client, what string, err error) {
 	p.log.Error("token: "+what, "client_id", c.ID, "err", err)
-	writeError(w, serverError())
+	writeError(w, faultError(err))
 }
 
 // grantRefreshToken is the refresh token grant (RFC 6749 section 6, RFC
@@ -244,7 +277,16 @@ func (p *Provider) grantRefreshToken(w http.ResponseWriter, r *http.Request, c *
 		writeError(w, &oauthError{http.StatusBadRequest, errUnauthorizedClient, "the client may not use refresh tokens"})
 		return
 	}
-	p.issueGrant(ctx, w, c, fam.UserID, scopes, fam.AuthTime, "", func(rt *store.RefreshToken, at store.IssuedToken) error {
+	u, err := p.store.User(ctx, fam.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, invalidGrant("the user no longer exists or is disabled"))
+		return
+	}
+	if err != nil {
+		p.tokenFault(w, c, "read user", err)
+		return
+	}
+	p.issueGrant(ctx, w, c, fam.ID, u, scopes, fam.AuthTime, "", func(rt *store.RefreshToken, at store.IssuedToken) error {
 		_, err := p.store.RotateRefreshToken(ctx, hash, *rt, at, p.now(), p.cfg.RefreshGrace)
 		return err
 	})

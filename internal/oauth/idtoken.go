@@ -148,8 +148,13 @@ func (p *Provider) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		writeBearerError(w, http.StatusUnauthorized, "", "")
 		return
 	}
-	cl, ok := p.verifyAccessToken(r.Context(), strings.TrimSpace(raw))
-	if !ok || p.revoked.contains(cl.ID) {
+	cl, _, ok, err := p.resolveAccessToken(r.Context(), strings.TrimSpace(raw))
+	if err != nil {
+		p.log.Error("userinfo: access token", "err", err)
+		writeError(w, faultError(err))
+		return
+	}
+	if !ok {
 		writeBearerError(w, http.StatusUnauthorized, errInvalidToken, "the access token is invalid, expired or revoked")
 		return
 	}

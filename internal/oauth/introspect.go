@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"mime"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/gatehouse-dev/gatehouse/internal/store"
@@ -52,7 +51,7 @@ type introspectFunc func(ctx context.Context, c *store.Client, tok, hint string)
 // introspectors lists the kinds of token the introspection endpoint knows,
 // in the order they are tried.
 func (p *Provider) introspectors() []introspectFunc {
-	return []introspectFunc{p.introspectAccessToken, p.introspectRefreshToken, p.introspectAPIKey}
+	return []introspectFunc{p.introspectAccessToken, p.introspectOpaque, p.introspectRefreshToken, p.introspectAPIKey}
 }
 
 // serveIntrospect is the introspection endpoint (RFC 7662). Only
@@ -86,7 +85,7 @@ func (p *Provider) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 		got, ok, err := in(r.Context(), c, tok, form.Get("token_type_hint"))
 		if err != nil {
 			p.log.Error("introspect", "client_id", c.ID, "err", err)
-			writeError(w, serverError())
+			writeError(w, faultError(err))
 			return
 		}
 		if ok {
@@ -156,21 +155,7 @@ func (p *Provider) introspectAccessToken(ctx context.Context, c *store.Client, t
 	if p.revoked.contains(cl.ID) || !mayKnow(c, cl) {
 		return introspection{}, true, nil
 	}
-	return introspection{
-		Active:    true,
-		Scope:     cl.Scope,
-		ClientID:  cl.ClientID,
-		TokenType: "Bearer",
-		ExpiresAt: cl.ExpiresAt,
-		IssuedAt:  cl.IssuedAt,
-		NotBefore: cl.NotBefore,
-		Subject:   cl.Subject,
-		Audience:  slices.Clone(cl.Audience),
-		Issuer:    cl.Issuer,
-		ID:        cl.ID,
-		AuthTime:  cl.AuthTime,
-		Actor:     cl.Actor,
-	}, true, nil
+	return claimsIntrospection(cl), true, nil
 }
 
 // mayKnow reports whether client c may learn about a token with claims cl:

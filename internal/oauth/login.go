@@ -32,12 +32,31 @@ func (p *Provider) renderLogin(w http.ResponseWriter, r *http.Request, status in
 // safeReturnTo returns where to go after signing in: a local path that is
 // the authorization endpoint or the account page, never another site.
 func safeReturnTo(s string) string {
-	if s == AuthorizePath || strings.HasPrefix(s, AuthorizePath+"?") || s == ConsentsPath || s == APIKeysPagePath {
+	if s == AuthorizePath || strings.HasPrefix(s, AuthorizePath+"?") || s == ConsentsPath || s == APIKeysPagePath ||
+		isConsolePath(s) || isAccountPath(s) {
 		if !strings.ContainsAny(s, "\\\r\n") {
 			return s
 		}
 	}
 	return ConsentsPath
+}
+
+// ConsolePath is the operator console (internal/console); the login page
+// may return to it or to one of its pages.
+const ConsolePath = "/console"
+
+// isConsolePath reports whether s is the console or a page of it: a
+// plain local path of letters, digits, '-', '_' and '/', without "//".
+func isConsolePath(s string) bool {
+	if s != ConsolePath && !strings.HasPrefix(s, ConsolePath+"/") || strings.Contains(s, "//") || len(s) > 256 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '/') {
+			return false
+		}
+	}
+	return true
 }
 
 // serveLoginPage shows the login page on its own, for a user who comes to
@@ -115,7 +134,7 @@ func (p *Provider) serveLogin(w http.ResponseWriter, r *http.Request) {
 	if err := p.endSession(r.Context(), w, r); err != nil {
 		p.log.Warn("login: end previous session", "err", err)
 	}
-	if err := p.startSession(r.Context(), w, u); err != nil {
+	if err := p.startSession(w, r, u); err != nil {
 		p.log.Error("login: start session", "err", err)
 		p.renderError(w, http.StatusInternalServerError, errServerError, "The server could not handle the request. Please try again later.")
 		return

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/signing"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
@@ -77,6 +78,12 @@ type Config struct {
 	// APIKeys, if not nil, lets the introspection endpoint answer for API
 	// keys too (see introspectAPIKey).
 	APIKeys APIKeyVerifier
+	// RateLimiter enforces clients' token-endpoint rate limits
+	// (store.Client.RateLimit). Nil means an exact per-process limiter.
+	RateLimiter ratelimit.Limiter
+	// SharedLimits, if not nil, keeps the login throttle's failure counts
+	// in Redis, shared by all replicas (per process while it is down).
+	SharedLimits *ratelimit.Redis
 }
 
 // Provider is the OAuth 2.1 authorization server: the token, introspection,
@@ -171,6 +178,7 @@ func NewProvider(cfg Config) (*Provider, error) {
 		return nil, fmt.Errorf("oauth: %w", err)
 	}
 	p.flow = flow
+	p.initRateLimits()
 	p.grants = p.grantHandlers()
 	p.md = p.metadata()
 	return p, nil

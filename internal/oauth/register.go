@@ -48,10 +48,14 @@ func (p *Provider) serveRegister(w http.ResponseWriter, r *http.Request) {
 		writeTokenError(w, http.StatusBadRequest, errInvalidClientMeta, "client_id and secrets are assigned by the server")
 		return
 	}
-	if len(j.ExchangeAudiences) > 0 || j.MayImpersonate {
-		// Token-exchange policy grants access to other services: only an
-		// administrator sets it.
+	if len(j.ExchangeAudiences) > 0 || j.MayImpersonate || j.Gateway {
+		// Token-exchange policy grants access to other services, and a
+		// gateway is trusted: only an administrator sets them.
 		writeTokenError(w, http.StatusBadRequest, errInvalidClientMeta, "token exchange policy is set by an administrator")
+		return
+	}
+	if j.RateLimit != "" {
+		writeTokenError(w, http.StatusBadRequest, errInvalidClientMeta, "rate limits are set by an administrator")
 		return
 	}
 	out, oe := p.createClient(r.Context(), &j, true)
@@ -117,8 +121,10 @@ func (p *Provider) serveRegisteredPut(w http.ResponseWriter, r *http.Request, c 
 		writeTokenError(w, http.StatusBadRequest, errInvalidRequest, "client_secret does not match")
 		return
 	}
-	// The token-exchange policy is the administrator's: keep it.
-	j.ExchangeAudiences, j.MayImpersonate = c.ExchangeAudiences, c.MayImpersonate
+	// The token-exchange policy, the gateway flag and the rate limit are
+	// the administrator's: keep them.
+	j.ExchangeAudiences, j.MayImpersonate, j.Gateway = c.ExchangeAudiences, c.MayImpersonate, c.Gateway
+	j.RateLimit = FormatRate(c.RateLimit, c.RateWindow)
 	updated := *c
 	if err := j.Apply(&updated); err != nil {
 		writeError(w, p.metadataError(err))

@@ -19,7 +19,7 @@ type revokeFunc func(ctx context.Context, c *store.Client, tok, hint string) (ok
 // revokers lists the kinds of token the revocation endpoint knows, in the
 // order they are tried.
 func (p *Provider) revokers() []revokeFunc {
-	return []revokeFunc{p.revokeAccessToken, p.revokeRefreshToken}
+	return []revokeFunc{p.revokeAccessToken, p.revokeOpaque, p.revokeRefreshToken}
 }
 
 // serveRevoke is the revocation endpoint (RFC 7009). Confidential clients
@@ -46,7 +46,7 @@ func (p *Provider) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		ok, err := revoke(r.Context(), c, tok, form.Get("token_type_hint"))
 		if err != nil {
 			p.log.Error("revoke", "client_id", c.ID, "err", err)
-			writeError(w, serverError())
+			writeError(w, faultError(err))
 			return
 		}
 		if ok {

@@ -1,8 +1,11 @@
 package oauth
 
 import (
+	"context"
 	"sync"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/ratelimit"
 )
 
 // Login throttling. Each failed sign-in counts against the account and
@@ -22,12 +25,18 @@ const (
 )
 
 // throttle counts failed logins per key ("u:"+username or "ip:"+address).
-// It lives in memory: each replica throttles on its own, which multiplies
-// an attacker's rate by the number of replicas at most.
+// By default it lives in memory: each replica throttles on its own, which
+// multiplies an attacker's rate by the number of replicas at most. With
+// Config.SharedLimits the counts live in Redis and all replicas throttle
+// together; while Redis is unreachable the in-memory counts take over.
 type throttle struct {
 	now func() time.Time
 	mu  sync.Mutex
 	m   map[string]*throttleEntry
+
+	// shared, when set, keeps the counts (see initRateLimits); its
+	// fallback is this throttle's own map, through localThrottle.
+	shared ratelimit.FailureCounter
 }
 
 type throttleEntry struct {
@@ -43,6 +52,15 @@ func newThrottle(now func() time.Time) *throttle {
 // wait returns how long the caller must wait before an attempt for any of
 // keys is considered; 0 means go ahead.
 func (t *throttle) wait(keys ...string) time.Duration {
+	if t.shared != nil {
+		if d, err := t.shared.Wait(context.Background(), keys...); err == nil {
+			return d
+		}
+	}
+	return t.waitLocal(keys...)
+}
+
+func (t *throttle) waitLocal(keys ...string) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -58,6 +76,13 @@ func (t *throttle) wait(keys ...string) time.Duration {
 // fail records a failed attempt against key, of which free failures are
 // allowed before delays start.
 func (t *throttle) fail(key string, free int) {
+	if t.shared != nil && t.shared.Fail(context.Background(), key, free) == nil {
+		return
+	}
+	t.failLocal(key, free)
+}
+
+func (t *throttle) failLocal(key string, free int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -78,21 +103,19 @@ func (t *throttle) fail(key string, free int) {
 	e.failures++
 	e.last = now
 	if over := e.failures - free; over > 0 {
-		e.until = now.Add(backoff(over))
+		e.until = now.Add(loginFailurePolicy.Delay(over))
 	}
-}
-
-// backoff is the delay after the n-th failure beyond the free ones: 1 s,
-// 2 s, 4 s, ... up to maxThrottleDelay.
-func backoff(n int) time.Duration {
-	if n > 20 {
-		return maxThrottleDelay
-	}
-	return min(time.Second<<(n-1), maxThrottleDelay)
 }
 
 // succeed clears key's failures.
 func (t *throttle) succeed(key string) {
+	if t.shared != nil && t.shared.Reset(context.Background(), key) == nil {
+		return
+	}
+	t.succeedLocal(key)
+}
+
+func (t *throttle) succeedLocal(key string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.m, key)
@@ -104,4 +127,22 @@ func (t *throttle) pruneLocked(now time.Time) {
 			delete(t.m, k)
 		}
 	}
+}
+
+// localThrottle is a throttle's in-memory counting as a
+// ratelimit.FailureCounter: the fallback of the shared counter.
+type localThrottle struct{ t *throttle }
+
+func (l localThrottle) Wait(_ context.Context, keys ...string) (time.Duration, error) {
+	return l.t.waitLocal(keys...), nil
+}
+
+func (l localThrottle) Fail(_ context.Context, key string, free int) error {
+	l.t.failLocal(key, free)
+	return nil
+}
+
+func (l localThrottle) Reset(_ context.Context, key string) error {
+	l.t.succeedLocal(key)
+	return nil
 }

@@ -140,6 +140,9 @@ func (p *Provider) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, oe)
 		return
 	}
+	if !p.allowClient(w, r, c) {
+		return
+	}
 	if !slices.Contains(c.GrantTypes, gt) {
 		writeTokenError(w, http.StatusBadRequest, errUnauthorizedClient, "the client may not use this grant type")
 		return
@@ -163,10 +166,10 @@ func (p *Provider) grantClientCredentials(w http.ResponseWriter, r *http.Request
 	resp, err := p.issueTokens(r.Context(), c, c.ID, scopes, time.Time{})
 	if err != nil {
 		p.log.Error("token: issue", "client_id", c.ID, "err", err)
-		writeError(w, serverError())
+		writeError(w, faultError(err))
 		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	writeTokenResponse(w, &resp)
 }
 
 // grantedScopes returns the scopes to grant for a requested scope
@@ -260,11 +263,40 @@ func accessTokenAlg(c *store.Client) token.Algorithm {
 // (a user ID, or the client ID for client credentials) with scopes, signed
 // with the client's algorithm. Its audience is the client's audiences, or
 // the issuer when it has none; its lifetime the client's, or the server
-// default. authTime, when not zero, becomes "auth_time".
+// default. authTime, when not zero, becomes "auth_time". A client with
+// opaque access tokens gets an opaque token with the same claims instead
+// (see issueAccessToken).
 func (p *Provider) issueTokens(ctx context.Context, c *store.Client, subject string, scopes []string, authTime time.Time) (tokenResponse, error) {
+	return p.issueAccessToken(ctx, c, subject, scopes, authTime, "")
+}
+
+// issueAccessToken is issueTokens for a token issued in refresh family
+// familyID ("" for none); an opaque token is stored with its family so that
+// revoking the family revokes it.
+func (p *Provider) issueAccessToken(ctx context.Context, c *store.Client, subject string, scopes []string, authTime time.Time, familyID string) (tokenResponse, error) {
+	cl, ttl, iss, err := p.accessClaims(c, subject, scopes, authTime)
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	var raw string
+	var final token.Claims
+	if c.OpaqueAccessTokens() {
+		raw, final, err = p.issueOpaque(ctx, cl, familyID)
+	} else {
+		raw, final, err = iss.Issue(cl)
+	}
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	return accessResponse(raw, final, ttl), nil
+}
+
+// accessClaims returns the claims of an access token for client c (see
+// issueTokens) without "jti", its lifetime, and the issuer of c's JWTs.
+func (p *Provider) accessClaims(c *store.Client, subject string, scopes []string, authTime time.Time) (token.Claims, time.Duration, *token.Issuer, error) {
 	iss := p.issuers[accessTokenAlg(c)]
 	if iss == nil {
-		return tokenResponse{}, fmt.Errorf("client %s: unsupported access token algorithm", c.ID)
+		return token.Claims{}, 0, nil, fmt.Errorf("client %s: unsupported access token algorithm", c.ID)
 	}
 	ttl := c.AccessTokenTTL
 	if ttl <= 0 {
@@ -286,15 +318,17 @@ func (p *Provider) issueTokens(ctx context.Context, c *store.Client, subject str
 	if !authTime.IsZero() {
 		cl.AuthTime = authTime.Unix()
 	}
-	raw, final, err := iss.Issue(cl)
-	if err != nil {
-		return tokenResponse{}, err
-	}
+	return cl, ttl, iss, nil
+}
+
+// accessResponse is the token response for the access token raw, whose
+// claims are cl and lifetime ttl.
+func accessResponse(raw string, cl token.Claims, ttl time.Duration) tokenResponse {
 	return tokenResponse{
 		AccessToken: raw,
 		TokenType:   "Bearer",
 		ExpiresIn:   int64(ttl / time.Second),
-		Scope:       final.Scope,
-		claims:      final,
-	}, nil
+		Scope:       cl.Scope,
+		claims:      cl,
+	}
 }

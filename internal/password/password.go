@@ -40,6 +40,10 @@ const (
 // refused before hashing.
 const MaxLength = 1024
 
+// MinLength is the shortest password a person may choose, in bytes: the
+// policy of the CLI and of the account page. Check does not enforce it.
+const MinLength = 8
+
 var (
 	// ErrMismatch means the password does not match the hash.
 	ErrMismatch = errors.New("password: mismatch")

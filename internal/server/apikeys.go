@@ -7,6 +7,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/apikey"
 	"github.com/gatehouse-dev/gatehouse/internal/keyauth"
+	"github.com/gatehouse-dev/gatehouse/internal/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
@@ -15,18 +16,23 @@ import (
 // of cfg. It is shared by `serve` and the offline `apikey` and `scan`
 // commands.
 func NewAPIKeys(st *store.Store, master *secret.Master, cfg Config) (*keyauth.Service, error) {
+	return newAPIKeys(st, master, cfg, nil)
+}
+
+// newAPIKeys is NewAPIKeys with the rate limiter of keys (nil: per process).
+func newAPIKeys(st *store.Store, master *secret.Master, cfg Config, limiter ratelimit.Limiter) (*keyauth.Service, error) {
 	cfg = withDefaults(cfg)
 	h, err := apikey.NewHasher(master.Pepper())
 	if err != nil {
 		return nil, err
 	}
 	return keyauth.New(keyauth.Config{Store: st, Hasher: h, Format: cfg.APIKeyFormat, Logger: cfg.Logger,
-		Now: cfg.Now, Grace: cfg.APIKeyGrace})
+		Now: cfg.Now, Grace: cfg.APIKeyGrace, Limiter: limiter})
 }
 
 // initAPIKeys creates the API-key service and warms its cache.
 func (s *Server) initAPIKeys(ctx context.Context) error {
-	svc, err := NewAPIKeys(s.store, s.master, s.cfg)
+	svc, err := newAPIKeys(s.store, s.master, s.cfg, s.limiter)
 	if err != nil {
 		return err
 	}

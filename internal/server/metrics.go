@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/gatehouse-dev/gatehouse/internal/ratelimit"
 )
 
 // metrics are the server's Prometheus collectors. Each Server has its own
@@ -67,4 +69,42 @@ func (m *metrics) observe(route string, status int, d time.Duration) {
 	}
 	s.requests.Inc()
 	s.latency.Observe(d.Seconds())
+}
+
+// registerRateLimits adds the rate limiters' metrics: decisions by backend
+// ("local": per process, with or without Redis; "redis": shared) and
+// result, and with Redis whether limits have fallen back to per process
+// and how many decisions did.
+func (m *metrics) registerRateLimits(local *ratelimit.Local, shared *ratelimit.Redis) {
+	decisions := func(backend, result string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "gatehouse_ratelimit_decisions_total",
+			Help:        "Rate-limit decisions (API keys, clients) by backend and result.",
+			ConstLabels: prometheus.Labels{"backend": backend, "result": result},
+		}, f)
+	}
+	m.registry.MustRegister(
+		decisions("local", "allowed", func() float64 { a, _ := local.Decisions(); return float64(a) }),
+		decisions("local", "limited", func() float64 { _, l := local.Decisions(); return float64(l) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gatehouse_ratelimit_fallback",
+			Help: "1 while Redis is unreachable and rate limits are enforced per process, else 0.",
+		}, func() float64 {
+			if shared != nil && shared.Down() {
+				return 1
+			}
+			return 0
+		}),
+	)
+	if shared == nil {
+		return
+	}
+	m.registry.MustRegister(
+		decisions("redis", "allowed", func() float64 { a, _ := shared.Decisions(); return float64(a) }),
+		decisions("redis", "limited", func() float64 { _, l := shared.Decisions(); return float64(l) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "gatehouse_ratelimit_fallbacks_total",
+			Help: "Rate-limit and login-throttle decisions made per process because Redis failed or was down.",
+		}, func() float64 { return float64(shared.Fallbacks()) }),
+	)
 }

@@ -25,6 +25,7 @@ func (s *Server) routes() http.Handler {
 	s.oauth.Register(mux)
 	s.registerAPIKeys(mux)
 	s.registerFeed(mux)
+	s.console.Register(mux)
 	return s.instrument(mux)
 }
 

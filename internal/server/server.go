@@ -20,8 +20,10 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/apikey"
+	"github.com/gatehouse-dev/gatehouse/internal/console"
 	"github.com/gatehouse-dev/gatehouse/internal/keyauth"
 	"github.com/gatehouse-dev/gatehouse/internal/oauth"
+	"github.com/gatehouse-dev/gatehouse/internal/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/signing"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
@@ -76,6 +78,11 @@ type Config struct {
 	// (another replica, a gateway on the revocation feed) that is away
 	// longer starts over from the current state. Default 7 days.
 	ChangeRetention time.Duration
+
+	// RedisURL, if set, is the Redis that shares rate limits and login
+	// throttling across replicas (redis://, rediss:// or unix://). While
+	// it is unreachable, limits are enforced per process.
+	RedisURL string
 }
 
 // Server is a running Gatehouse authorization server.
@@ -87,8 +94,14 @@ type Server struct {
 	keys    *signing.Manager
 	oauth   *oauth.Provider
 	apikeys *keyauth.Service
+	console *console.Console
 	metrics *metrics
 	feed    *feedHub // the revocation feed's fan-out
+
+	limiter     ratelimit.Limiter // API keys' and clients' rate limits
+	localLimits *ratelimit.Local  // per process; the fallback when limits is set
+	limits      *ratelimit.Redis  // shared limits; nil without --redis
+
 	handler http.Handler
 	tlsConf *tls.Config
 
@@ -240,6 +253,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, errors.New("TLS needs both --tls-cert and --tls-key")
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
+	if err := s.initRateLimits(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
@@ -275,7 +291,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Issuer: cfg.Issuer, Store: st, Keys: s.keys, Hasher: hasher, Logger: cfg.Logger, Now: cfg.Now,
 		AccessTokenTTL: cfg.AccessTokenTTL, SecretGrace: cfg.SecretGrace,
 		AdminToken: cfg.AdminToken, InitialAccessToken: cfg.InitialAccessToken,
-		APIKeys: s.apikeys,
+		APIKeys: s.apikeys, RateLimiter: s.limiter, SharedLimits: s.limits,
 	})
 	if err == nil {
 		err = s.oauth.Init(ctx)
@@ -291,6 +307,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = newMetrics()
+	s.metrics.registerRateLimits(s.localLimits, s.limits)
 	s.onChange = map[string]func(context.Context, []store.Change) error{
 		store.ChangeSigningKey: func(ctx context.Context, cs []store.Change) error {
 			if err := s.keys.Reload(ctx); err != nil {
@@ -303,6 +320,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		store.ChangeAPIKey:       s.apikeys.OnChange,
 	}
 	s.feed = newFeedHub(s.lastSeq)
+	if s.console, err = console.New(console.Config{Store: st, Browser: s.oauth, Hasher: hasher,
+		SecretGrace: cfg.SecretGrace, Keys: s.keys, APIKeys: s.apikeys, Logger: cfg.Logger, Now: cfg.Now,
+		Metrics: s.metrics.registry}); err != nil {
+		st.Close()
+		return nil, err
+	}
 	s.handler = s.routes()
 
 	bgCtx, cancel := context.WithCancel(context.Background())
@@ -311,6 +334,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	go func() { defer s.bg.Done(); s.follow(bgCtx) }()
 	go func() { defer s.bg.Done(); s.schedule(bgCtx) }()
 	s.bg.Go(func() { s.apikeys.Run(bgCtx) })
+	s.bg.Go(func() { s.console.Run(bgCtx) })
 	return s, nil
 }
 
@@ -374,6 +398,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) Close() error {
 	s.cancel()
 	s.bg.Wait()
+	if s.limits != nil {
+		s.limits.Close()
+	}
 	return s.store.Close()
 }
 

@@ -58,18 +58,42 @@ type Client struct {
 	// MayImpersonate lets the client's token exchanges issue tokens that do
 	// not name it as an actor (impersonation, RFC 8693 section 1.1).
 	MayImpersonate bool
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	// AccessTokenFormat is the form of the client's access tokens:
+	// [AccessTokenJWT] (or "", the default) or [AccessTokenOpaque].
+	AccessTokenFormat string
+	// Gateway marks a trusted gateway client: its token exchanges may
+	// present any Gatehouse credential, API keys included, and always get a
+	// short-lived internal JWT (the "phantom" token).
+	Gateway bool
+	// RateLimit is the number of token-endpoint requests the client may
+	// make per RateWindow; 0 means no limit.
+	RateLimit  int
+	RateWindow time.Duration
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// Access-token formats of [Client.AccessTokenFormat].
+const (
+	AccessTokenJWT    = "jwt"    // signed JWT access tokens (RFC 9068); also ""
+	AccessTokenOpaque = "opaque" // random strings resolved by introspection
+)
+
+// OpaqueAccessTokens reports whether the client's access tokens are opaque.
+func (c *Client) OpaqueAccessTokens() bool {
+	return c.AccessTokenFormat == AccessTokenOpaque
 }
 
 const clientColumns = `id, name, secret_hash, prev_secret_hash, prev_secret_expires_at, public,
 	grant_types, scopes, redirect_uris, audiences, access_token_ttl, refresh_token_ttl,
 	access_token_alg, id_token_alg, jwks, jwks_uri, token_endpoint_auth_method,
-	registration_token_hash, created_at, updated_at, exchange_audiences, may_impersonate`
+	registration_token_hash, created_at, updated_at, exchange_audiences, may_impersonate,
+	access_token_format, gateway, rate_limit, rate_window`
 
 // clientRow is a Client in stored form.
 type clientRow struct {
-	public, mayImpersonate                      int64
+	public, mayImpersonate, gateway             int64
+	rateLimit, rateWindow                       int64
 	grantTypes, scopes, redirectURIs, audiences string
 	exchangeAudiences                           string
 	accessTTL, refreshTTL                       int64
@@ -88,19 +112,22 @@ func (c *Client) args() ([]any, error) {
 		}
 		lists[i] = string(b)
 	}
-	public, impersonate := 0, 0
-	if c.Public {
-		public = 1
-	}
-	if c.MayImpersonate {
-		impersonate = 1
-	}
+	public, impersonate, gateway := boolInt(c.Public), boolInt(c.MayImpersonate), boolInt(c.Gateway)
 	return []any{
 		c.ID, c.Name, nonNil(c.SecretHash), nonNil(c.PrevSecretHash), millis(c.PrevSecretExpiresAt), public,
 		lists[0], lists[1], lists[2], lists[3], c.AccessTokenTTL.Milliseconds(), c.RefreshTokenTTL.Milliseconds(),
 		c.AccessTokenAlg, c.IDTokenAlg, nonNil(c.JWKS), c.JWKSURI, c.TokenEndpointAuthMethod,
 		nonNil(c.RegistrationTokenHash), millis(c.CreatedAt), millis(c.UpdatedAt), lists[4], impersonate,
+		c.AccessTokenFormat, gateway, int64(c.RateLimit), c.RateWindow.Milliseconds(),
 	}, nil
+}
+
+// boolInt stores a bool in an INTEGER column.
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // nonNil turns a nil slice into an empty one: the columns are NOT NULL.
@@ -126,7 +153,8 @@ func scanClient(sc scanner) (Client, error) {
 	err := sc.Scan(&c.ID, &c.Name, &c.SecretHash, &c.PrevSecretHash, &r.prevExpires, &r.public,
 		&r.grantTypes, &r.scopes, &r.redirectURIs, &r.audiences, &r.accessTTL, &r.refreshTTL,
 		&c.AccessTokenAlg, &c.IDTokenAlg, &c.JWKS, &c.JWKSURI, &c.TokenEndpointAuthMethod,
-		&c.RegistrationTokenHash, &r.created, &r.updated, &r.exchangeAudiences, &r.mayImpersonate)
+		&c.RegistrationTokenHash, &r.created, &r.updated, &r.exchangeAudiences, &r.mayImpersonate,
+		&c.AccessTokenFormat, &r.gateway, &r.rateLimit, &r.rateWindow)
 	if err != nil {
 		return Client{}, err
 	}
@@ -135,6 +163,9 @@ func scanClient(sc scanner) (Client, error) {
 	c.PrevSecretExpiresAt = fromMillis(r.prevExpires)
 	c.Public = r.public != 0
 	c.MayImpersonate = r.mayImpersonate != 0
+	c.Gateway = r.gateway != 0
+	c.RateLimit = int(r.rateLimit)
+	c.RateWindow = time.Duration(r.rateWindow) * time.Millisecond
 	for _, l := range []struct {
 		raw string
 		dst *[]string
@@ -163,6 +194,10 @@ func checkClient(c *Client) error {
 		return fmt.Errorf("%w: negative token lifetime", ErrInvalid)
 	case c.Public && (len(c.SecretHash) > 0 || len(c.PrevSecretHash) > 0):
 		return fmt.Errorf("%w: a public client has no secret", ErrInvalid)
+	case c.AccessTokenFormat != "" && c.AccessTokenFormat != AccessTokenJWT && c.AccessTokenFormat != AccessTokenOpaque:
+		return fmt.Errorf("%w: unknown access token format %q", ErrInvalid, c.AccessTokenFormat)
+	case c.RateLimit < 0 || c.RateWindow < 0 || (c.RateLimit > 0 && c.RateWindow < time.Millisecond):
+		return fmt.Errorf("%w: a rate limit needs a positive count and a window of at least 1ms", ErrInvalid)
 	}
 	return nil
 }
@@ -183,7 +218,8 @@ func (s *Store) CreateClient(ctx context.Context, c Client) (Client, error) {
 	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, "INSERT INTO clients ("+clientColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`, args...)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
+			$23, $24, $25, $26)`, args...)
 		if err != nil {
 			return err
 		}
@@ -243,15 +279,18 @@ func (s *Store) UpdateClient(ctx context.Context, c Client) (Client, error) {
 		}
 		// args: 0 id, 1 name, 5 public, 6..9 lists, 10..11 ttls, 12..16
 		// algs, jwks, jwks_uri, auth method, 17 registration token, 19 updated,
-		// 20 exchange audiences, 21 may impersonate.
+		// 20 exchange audiences, 21 may impersonate, 22 access token format,
+		// 23 gateway, 24..25 rate limit and window.
 		_, err = tx.ExecContext(ctx, `UPDATE clients SET name = $2, public = $3, grant_types = $4, scopes = $5,
 			redirect_uris = $6, audiences = $7, access_token_ttl = $8, refresh_token_ttl = $9,
 			access_token_alg = $10, id_token_alg = $11, jwks = $12, jwks_uri = $13,
 			token_endpoint_auth_method = $14, registration_token_hash = $15, updated_at = $16,
-			exchange_audiences = $17, may_impersonate = $18
+			exchange_audiences = $17, may_impersonate = $18, access_token_format = $19, gateway = $20,
+			rate_limit = $21, rate_window = $22
 			WHERE id = $1`,
 			args[0], args[1], args[5], args[6], args[7], args[8], args[9], args[10], args[11],
-			args[12], args[13], args[14], args[15], args[16], args[17], args[19], args[20], args[21])
+			args[12], args[13], args[14], args[15], args[16], args[17], args[19], args[20], args[21],
+			args[22], args[23], args[24], args[25])
 		if err != nil {
 			return err
 		}

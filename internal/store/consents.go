@@ -103,3 +103,38 @@ func (s *Store) DeleteConsent(ctx context.Context, userID, clientID string) erro
 	}
 	return nil
 }
+
+// sessionUserConsentQuery reads a live session, its user and the user's
+// consent for one client (NULLs if none) in one query.
+var sessionUserConsentQuery = "SELECT s.auth_time, s.created_at, s.expires_at, s.last_seen_at, u." +
+	strings.ReplaceAll(userColumns, ", ", ", u.") +
+	", c.scopes, c.created_at, c.updated_at FROM sessions s JOIN users u ON u.id = s.user_id" +
+	" LEFT JOIN consents c ON c.user_id = s.user_id AND c.client_id = $3 WHERE s.id_hash = $1 AND s.expires_at > $2"
+
+// SessionUserConsent is [Store.SessionUser] that also returns the user's
+// consent for clientID, in the same query: every authorization request of
+// a signed-in browser needs all three. The consent is the zero Consent if
+// the user has given none.
+func (s *Store) SessionUserConsent(ctx context.Context, idHash []byte, now time.Time, clientID string) (Session, User, Consent, error) {
+	sess := Session{IDHash: idHash}
+	var u User
+	var authTime, created, expires, seen, uCreated, uUpdated int64
+	var scopes sql.NullString
+	var cCreated, cUpdated sql.NullInt64
+	err := s.queryRow(ctx, sessionUserConsentQuery, idHash, millis(now), clientID).Scan(&authTime, &created, &expires, &seen,
+		&u.ID, &u.Username, &u.Email, &u.EmailVerified, &u.Name, &u.PasswordHash, &u.Admin, &u.Disabled, &uCreated, &uUpdated,
+		&scopes, &cCreated, &cUpdated)
+	if err != nil {
+		return Session{}, User{}, Consent{}, fmt.Errorf("store: session: %w", mapErr(err))
+	}
+	sess.UserID = u.ID
+	sess.AuthTime, sess.CreatedAt, sess.ExpiresAt = fromMillis(authTime), fromMillis(created), fromMillis(expires)
+	sess.LastSeenAt = fromMillis(seen)
+	u.CreatedAt, u.UpdatedAt = fromMillis(uCreated), fromMillis(uUpdated)
+	var c Consent
+	if scopes.Valid {
+		c = Consent{UserID: u.ID, ClientID: clientID, Scopes: decodeScopeList(scopes.String),
+			CreatedAt: fromMillis(cCreated.Int64), UpdatedAt: fromMillis(cUpdated.Int64)}
+	}
+	return sess, u, c, nil
+}

@@ -127,6 +127,7 @@ func TestMapErr(t *testing.T) {
 		{"pg syntax", &pgconn.PgError{Code: "42601"}, nil},
 		{"net error", &net.OpError{Op: "dial", Err: errors.New("refused")}, ErrUnavailable},
 		{"bad conn", fmt.Errorf("x: %w", sql.ErrConnDone), ErrUnavailable},
+		{"pg conn closed", fmt.Errorf("create: %w", pgconn.ErrConnClosed), ErrUnavailable},
 		{"canceled", context.Canceled, nil},
 		{"deadline", context.DeadlineExceeded, nil},
 		{"already mapped", fmt.Errorf("%w: x", ErrConflict), ErrConflict},

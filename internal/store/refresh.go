@@ -309,6 +309,12 @@ func (s *Store) revokeFamiliesTx(ctx context.Context, tx *sql.Tx, where string, 
 	}
 	var denied []string
 	for _, f := range fams {
+		// Opaque access tokens of the family are marked revoked too (their
+		// jti also goes on the denylist below, through family_access_tokens).
+		if _, err := tx.ExecContext(ctx, "UPDATE opaque_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at = 0",
+			millis(now), f.id); err != nil {
+			return nil, err
+		}
 		rows, err := tx.QueryContext(ctx,
 			`INSERT INTO revoked_tokens (jti, client_id, expires_at, revoked_at)
 			 SELECT jti, $1, expires_at, $2 FROM family_access_tokens WHERE family_id = $3 AND expires_at > $2

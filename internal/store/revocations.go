@@ -112,14 +112,16 @@ func (s *Store) UseAssertion(ctx context.Context, clientID, id string, expiresAt
 	return nil
 }
 
-// PruneRevocations deletes denylist entries and used assertions that
-// expired before now, and returns how many rows it deleted.
+// PruneRevocations deletes denylist entries, used assertions and opaque
+// access tokens that expired before now, and returns how many rows it
+// deleted.
 func (s *Store) PruneRevocations(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	var errs []error
 	for _, q := range []string{
 		"DELETE FROM revoked_tokens WHERE expires_at < $1",
 		"DELETE FROM used_assertions WHERE expires_at < $1",
+		"DELETE FROM opaque_tokens WHERE expires_at < $1",
 	} {
 		res, err := s.db.ExecContext(ctx, q, millis(now))
 		if err != nil {

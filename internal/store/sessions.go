@@ -16,6 +16,12 @@ type Session struct {
 	AuthTime  time.Time // when the user last entered a password ("auth_time")
 	CreatedAt time.Time
 	ExpiresAt time.Time // the session ends then, whatever happens
+	// UserAgent and IP describe the browser at sign-in, for the user's
+	// list of sessions; LastSeenAt is when it was last used (refreshed
+	// coarsely, see [Store.TouchSession]; zero if not since sign-in).
+	UserAgent  string
+	IP         string
+	LastSeenAt time.Time
 }
 
 // CreateSession inserts sess. IDHash, UserID and ExpiresAt are required
@@ -31,8 +37,9 @@ func (s *Store) CreateSession(ctx context.Context, sess Session) error {
 	// One statement, no transaction: the foreign key on user_id refuses
 	// an unknown user, atomically with the insert.
 	_, err := s.exec(ctx,
-		"INSERT INTO sessions (id_hash, user_id, auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-		sess.IDHash, sess.UserID, millis(sess.AuthTime), millis(sess.CreatedAt), millis(sess.ExpiresAt))
+		"INSERT INTO sessions (id_hash, user_id, auth_time, created_at, expires_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+		sess.IDHash, sess.UserID, millis(sess.AuthTime), millis(sess.CreatedAt), millis(sess.ExpiresAt),
+		truncateUTF8(sess.UserAgent, maxSessionUserAgent), truncateUTF8(sess.IP, maxSessionIP))
 	err = mapUserRef(err)
 	if err != nil {
 		return fmt.Errorf("store: create session: %w", err)
@@ -44,19 +51,20 @@ func (s *Store) CreateSession(ctx context.Context, sess Session) error {
 // expired by now, or an error wrapping [ErrNotFound].
 func (s *Store) Session(ctx context.Context, idHash []byte, now time.Time) (Session, error) {
 	sess := Session{IDHash: idHash}
-	var authTime, created, expires int64
+	var authTime, created, expires, seen int64
 	err := s.queryRow(ctx,
-		"SELECT user_id, auth_time, created_at, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2",
-		idHash, millis(now)).Scan(&sess.UserID, &authTime, &created, &expires)
+		"SELECT user_id, auth_time, created_at, expires_at, user_agent, ip, last_seen_at FROM sessions WHERE id_hash = $1 AND expires_at > $2",
+		idHash, millis(now)).Scan(&sess.UserID, &authTime, &created, &expires, &sess.UserAgent, &sess.IP, &seen)
 	if err != nil {
 		return Session{}, fmt.Errorf("store: session: %w", mapErr(err))
 	}
 	sess.AuthTime, sess.CreatedAt, sess.ExpiresAt = fromMillis(authTime), fromMillis(created), fromMillis(expires)
+	sess.LastSeenAt = fromMillis(seen)
 	return sess, nil
 }
 
 // sessionUserQuery reads a live session and its user in one query.
-var sessionUserQuery = "SELECT s.auth_time, s.created_at, s.expires_at, u." +
+var sessionUserQuery = "SELECT s.auth_time, s.created_at, s.expires_at, s.last_seen_at, u." +
 	strings.ReplaceAll(userColumns, ", ", ", u.") +
 	" FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1 AND s.expires_at > $2"
 
@@ -66,14 +74,15 @@ var sessionUserQuery = "SELECT s.auth_time, s.created_at, s.expires_at, u." +
 func (s *Store) SessionUser(ctx context.Context, idHash []byte, now time.Time) (Session, User, error) {
 	sess := Session{IDHash: idHash}
 	var u User
-	var authTime, created, expires, uCreated, uUpdated int64
-	err := s.queryRow(ctx, sessionUserQuery, idHash, millis(now)).Scan(&authTime, &created, &expires,
+	var authTime, created, expires, seen, uCreated, uUpdated int64
+	err := s.queryRow(ctx, sessionUserQuery, idHash, millis(now)).Scan(&authTime, &created, &expires, &seen,
 		&u.ID, &u.Username, &u.Email, &u.EmailVerified, &u.Name, &u.PasswordHash, &u.Admin, &u.Disabled, &uCreated, &uUpdated)
 	if err != nil {
 		return Session{}, User{}, fmt.Errorf("store: session: %w", mapErr(err))
 	}
 	sess.UserID = u.ID
 	sess.AuthTime, sess.CreatedAt, sess.ExpiresAt = fromMillis(authTime), fromMillis(created), fromMillis(expires)
+	sess.LastSeenAt = fromMillis(seen)
 	u.CreatedAt, u.UpdatedAt = fromMillis(uCreated), fromMillis(uUpdated)
 	return sess, u, nil
 }

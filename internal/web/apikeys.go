@@ -22,7 +22,8 @@ type APIKeysPage struct {
 
 // NewAPIKeysPage parses the embedded template of the page.
 func NewAPIKeysPage() (*APIKeysPage, error) {
-	t, err := template.ParseFS(templateFiles, "templates/layout.html", "templates/apikeys.html")
+	t, err := template.ParseFS(templateFiles, "templates/layout.html", "templates/account_nav.html",
+		"templates/apikeys.html")
 	if err != nil {
 		return nil, fmt.Errorf("web: parse apikeys: %w", err)
 	}

@@ -53,8 +53,10 @@ const (
 // New parses the embedded templates.
 func New() (*Pages, error) {
 	p := &Pages{pages: make(map[string]*template.Template)}
-	for _, name := range []string{PageLogin, PageConsent, PageError, PageLogout, PageConsents} {
-		t, err := template.ParseFS(templateFiles, "templates/layout.html", "templates/"+name+".html")
+	for _, name := range []string{PageLogin, PageConsent, PageError, PageLogout, PageConsents,
+		PageAccount, PageSessions, PagePassword} {
+		t, err := template.ParseFS(templateFiles, "templates/layout.html", "templates/account_nav.html",
+			"templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("web: parse %s: %w", name, err)
 		}

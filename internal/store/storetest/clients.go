@@ -26,6 +26,8 @@ var clientTests = []struct {
 	{"RevokeToken", testRevokeToken},
 	{"UseAssertion", testUseAssertion},
 	{"PruneRevocations", testPruneRevocations},
+	{"OpaqueTokens", testOpaqueTokens},
+	{"OpaqueFamily", testOpaqueFamily},
 }
 
 func runClientTests(t *testing.T, open func(t *testing.T) *store.Store) {
@@ -59,6 +61,10 @@ func fullClient(id string) store.Client {
 		RegistrationTokenHash:   bytes.Repeat([]byte{3}, 32),
 		ExchangeAudiences:       []string{"https://b.example", "https://c.example"},
 		MayImpersonate:          true,
+		AccessTokenFormat:       store.AccessTokenOpaque,
+		Gateway:                 true,
+		RateLimit:               100,
+		RateWindow:              90 * time.Second,
 	}
 }
 
@@ -139,6 +145,10 @@ func testClientInvalid(t *testing.T, open func(t *testing.T) *store.Store) {
 		"public with hash":  {ID: "pub", Public: true, SecretHash: []byte{1}},
 		"negative refresh":  {ID: "neg2", RefreshTokenTTL: -time.Second},
 		"public prev hash.": {ID: "pub2", Public: true, PrevSecretHash: []byte{1}},
+		"unknown format":    {ID: "fmt", AccessTokenFormat: "paseto"},
+		"negative rate":     {ID: "rate", RateLimit: -1, RateWindow: time.Second},
+		"rate no window":    {ID: "rate2", RateLimit: 10},
+		"negative window":   {ID: "rate3", RateWindow: -time.Second},
 	}
 	for name, c := range cases {
 		if _, err := s.CreateClient(ctx, c); !errors.Is(err, store.ErrInvalid) {
@@ -203,6 +213,7 @@ func testClientUpdateDelete(t *testing.T, open func(t *testing.T) *store.Store) 
 		Audiences: []string{"a", "b"}, AccessTokenTTL: time.Minute, AccessTokenAlg: "ES256",
 		TokenEndpointAuthMethod: "client_secret_post",
 		ExchangeAudiences:       []string{"https://d.example"}, MayImpersonate: false,
+		AccessTokenFormat: store.AccessTokenJWT, Gateway: false, RateLimit: 5, RateWindow: 10 * time.Second,
 		// Secret fields and CreatedAt are not changed by UpdateClient.
 		SecretHash: []byte("ignored"), CreatedAt: tms,
 	}

@@ -43,6 +43,8 @@ func Run(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"Clients", runClientTests},
 		{"Users", runUserTests},
 		{"APIKeys", testAPIKeysAndAudit},
+		{"AccountSessions", testAccountSessions},
+		{"Search", testSearch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

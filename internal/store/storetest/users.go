@@ -374,6 +374,27 @@ func testConsents(t *testing.T, open func(t *testing.T) *store.Store) {
 		t.Errorf("PutConsent(unknown user) error = %v, want ErrNotFound", err)
 	}
 
+	// The session, its user and the consent for one client in one query.
+	now := time.Now()
+	sid := []byte("session-1")
+	if err := s.CreateSession(ctx, store.Session{IDHash: sid, UserID: u.ID, AuthTime: t0, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	sess, su, con, err := s.SessionUserConsent(ctx, sid, now, "c1")
+	if err != nil || sess.UserID != u.ID || !sess.AuthTime.Equal(ms(t0)) || su.ID != u.ID || su.Username != "ada" ||
+		con.UserID != u.ID || con.ClientID != "c1" || !slices.Equal(con.Scopes, []string{"read", "write"}) || con.CreatedAt.IsZero() {
+		t.Errorf("SessionUserConsent(c1) = %+v, %+v, %+v, %v; want the session, ada and scopes [read write]", sess, su, con, err)
+	}
+	if _, su, con, err := s.SessionUserConsent(ctx, sid, now, "c9"); err != nil || su.ID != u.ID || con.Scopes != nil || con.ClientID != "" {
+		t.Errorf("SessionUserConsent(no consent) = %+v, %+v, %v; want the user and a zero consent", su, con, err)
+	}
+	if _, _, _, err := s.SessionUserConsent(ctx, sid, now.Add(2*time.Hour), "c1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SessionUserConsent after expiry error = %v, want ErrNotFound", err)
+	}
+	if _, _, _, err := s.SessionUserConsent(ctx, []byte("unknown"), now, "c1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SessionUserConsent(unknown) error = %v, want ErrNotFound", err)
+	}
+
 	// A consent and the code it allows, in one transaction.
 	code := store.AuthCode{Hash: []byte("consented"), ClientID: "c3", UserID: u.ID, RedirectURI: "https://app/cb",
 		Scopes: []string{"openid"}, CodeChallenge: "challenge", ExpiresAt: time.Now().Add(time.Minute)}
@@ -441,6 +462,16 @@ func testAuthCodeRedeem(t *testing.T, open func(t *testing.T) *store.Store) {
 		!got.AuthTime.Equal(ms(t0)) || !got.UsedAt.IsZero() || got.FamilyID != "" {
 		t.Errorf("AuthCode = %+v, %v; want %+v unused", got, err, want)
 	}
+	gc, gu, err := s.AuthCodeUser(ctx, want.Hash)
+	if err != nil || gc.ClientID != "c1" || gc.UserID != u.ID || gc.RedirectURI != want.RedirectURI ||
+		!slices.Equal(gc.Scopes, want.Scopes) || gc.Nonce != "n-0" || gc.CodeChallenge != want.CodeChallenge ||
+		!gc.AuthTime.Equal(ms(t0)) || !gc.ExpiresAt.Equal(ms(want.ExpiresAt)) || !gc.UsedAt.IsZero() ||
+		gu.ID != u.ID || gu.Username != "ada" || gu.PasswordHash != u.PasswordHash || gu.Disabled {
+		t.Errorf("AuthCodeUser = %+v, %+v, %v; want the code and user %q", gc, gu, err, u.ID)
+	}
+	if _, _, err := s.AuthCodeUser(ctx, []byte("unknown")); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("AuthCodeUser(unknown) error = %v, want ErrNotFound", err)
+	}
 	if _, err := s.RedeemAuthCode(ctx, want.Hash, "fam1", time.Now(), nil, store.IssuedToken{}); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("RedeemAuthCode(no access token) error = %v, want ErrInvalid", err)
 	}
@@ -448,6 +479,9 @@ func testAuthCodeRedeem(t *testing.T, open func(t *testing.T) *store.Store) {
 	red, err := s.RedeemAuthCode(ctx, want.Hash, "fam1", time.Now(), nil, at)
 	if err != nil || red.FamilyID != "fam1" || red.UsedAt.IsZero() || red.Nonce != "n-0" {
 		t.Fatalf("RedeemAuthCode = %+v, %v; want used, family fam1", red, err)
+	}
+	if gc, _, err := s.AuthCodeUser(ctx, want.Hash); err != nil || gc.UsedAt.IsZero() || gc.FamilyID != "fam1" {
+		t.Errorf("AuthCodeUser after redemption = %+v, %v; want used, family fam1", gc, err)
 	}
 	fam, err := s.RefreshFamily(ctx, "fam1")
 	if err != nil || fam.ClientID != "c1" || fam.UserID != u.ID || !slices.Equal(fam.Scopes, want.Scopes) ||

@@ -69,6 +69,26 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return c.run(ctx, e, args[1:])
 }
 
+// Main runs the gatehouse command line args as cmd/gatehouse does and
+// returns the process's exit code: 0 on success (and for help), 2 for a
+// usage error, 3 when scan found a live key, 1 for anything else. Errors
+// are printed to stderr.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := Run(ctx, args, stdout, stderr)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintln(stderr, "gatehouse:", err)
+	switch {
+	case errors.Is(err, ErrLiveKey):
+		return 3
+	case errors.Is(err, ErrUsage):
+		return 2
+	default:
+		return 1
+	}
+}
+
 func usage(w io.Writer, cmds map[string]command) {
 	names := make([]string, 0, len(cmds))
 	for n := range cmds {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -55,20 +54,7 @@ func runAsCLI() int {
 			os.Exit(4)
 		}()
 	}
-	err := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, ErrLiveKey):
-		fmt.Fprintln(os.Stderr, "gatehouse:", err)
-		return 3
-	case errors.Is(err, ErrUsage):
-		fmt.Fprintln(os.Stderr, "gatehouse:", err)
-		return 2
-	default:
-		fmt.Fprintln(os.Stderr, "gatehouse:", err)
-		return 1
-	}
+	return Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 }
 
 // procTest starts gatehouse processes that share one store and one master

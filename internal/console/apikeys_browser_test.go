@@ -1,11 +1,15 @@
 package console_test
 
 import (
+	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/gatehouse-dev/gatehouse/internal/console"
 )
 
 // TestBrowserAPIKeysAuditDashboard: an operator opens the dashboard, finds
@@ -26,6 +30,18 @@ func TestBrowserAPIKeysAuditDashboard(t *testing.T) {
 	}
 	if n := value(t, ctx, "count charts", chromedp.Evaluate[int](`document.querySelectorAll("figure.chart svg").length`)); n != 4 {
 		t.Errorf("%d charts, want 4", n)
+	}
+	if os.Getenv("GATEHOUSE_SCREENSHOTS") != "" {
+		// For the README: give the sampler (every 5 s) some traffic to
+		// draw, then reload.
+		for end := time.Now().Add(3*console.SampleInterval + time.Second); time.Now().Before(end); {
+			if resp, err := http.Get(ts.base + "/.well-known/openid-configuration"); err == nil {
+				resp.Body.Close()
+			}
+			ts.keyWorks(t, key)
+			time.Sleep(2 * time.Millisecond)
+		}
+		step(t, ctx, "reload the dashboard", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#chart-requests")))
 	}
 	readmeShot(t, ctx, "console-dashboard.png")
 

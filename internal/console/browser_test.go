@@ -42,8 +42,19 @@ func newChromium(t *testing.T) context.Context {
 	t.Cleanup(cancelAlloc)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	t.Cleanup(cancel)
-	if err := chromedp.Do(ctx); err != nil { // start the browser
-		t.Fatalf("start Chromium: %v", err)
+	// Start the browser. The first run must not have a timeout (it would
+	// bound the browser's life), so a watchdog stops a start that hangs.
+	started := make(chan error, 1)
+	go func() { started <- chromedp.Do(ctx) }()
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Fatalf("start Chromium: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		cancel()
+		cancelAlloc()
+		t.Fatal("Chromium did not start within 60 s")
 	}
 	return ctx
 }

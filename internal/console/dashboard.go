@@ -213,9 +213,11 @@ func sparkline(id, title string, values []float64) chart {
 	if peak > 0 {
 		scale = (chartHeight - 2) / peak
 	}
+	// The samples so far span the whole width, oldest at the left: a
+	// server that started a minute ago still gets a readable chart.
 	var b strings.Builder
 	for i, v := range values {
-		x := float64(i) * chartWidth / float64(sampleCount-1)
+		x := float64(i) * chartWidth / float64(len(values)-1)
 		y := chartHeight - 1 - v*scale
 		if i > 0 {
 			b.WriteByte(' ')

@@ -54,8 +54,8 @@ func TestSparkline(t *testing.T) {
 	if ch.Empty || ch.Now != "10" || ch.Peak != "10" || len(strings.Fields(ch.Points)) != 3 {
 		t.Fatalf("sparkline = %+v", ch)
 	}
-	if !strings.HasPrefix(ch.Points, "0.0,59.0 ") || !strings.HasSuffix(ch.Points, ",1.0") {
-		t.Errorf("points %q: want the zero at the bottom and the peak at the top", ch.Points)
+	if ch.Points != "0.0,59.0 150.0,30.0 300.0,1.0" {
+		t.Errorf("points %q: want the zero at the bottom left, the peak at the top right, the samples spread over the width", ch.Points)
 	}
 	if e := sparkline("r", "Requests", nil); !e.Empty || e.Points != "" || e.Now != "—" {
 		t.Errorf("empty sparkline = %+v", e)

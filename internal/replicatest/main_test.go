@@ -2,8 +2,6 @@ package replicatest
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -47,17 +45,7 @@ func runAsCLI() int {
 			os.Exit(4)
 		}()
 	}
-	err := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, cli.ErrUsage):
-		fmt.Fprintln(os.Stderr, "gatehouse:", err)
-		return 2
-	default:
-		fmt.Fprintln(os.Stderr, "gatehouse:", err)
-		return 1
-	}
+	return cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 }
 
 // longTests reports whether the long variants were asked for.

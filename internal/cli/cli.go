@@ -14,6 +14,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
 // ErrUsage marks errors caused by a bad command line; main exits with code
@@ -153,4 +155,21 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// cliAudit records an administrative command in the audit log with actor
+// "cli", as the admin API and the console record theirs. The change is
+// already made: a failure to record it is reported on stderr, not
+// returned.
+func cliAudit(ctx context.Context, e *env, st *store.Store, event, target string, details map[string]any) {
+	ev := store.AuditEvent{Actor: "cli", Event: event, Target: target, Outcome: "success"}
+	if details != nil {
+		b, err := json.Marshal(details)
+		if err == nil {
+			ev.Details = b
+		}
+	}
+	if err := st.AppendAudit(ctx, ev); err != nil {
+		fmt.Fprintf(e.stderr, "gatehouse: warning: could not write the audit event %s: %v\n", event, err)
+	}
 }

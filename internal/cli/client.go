@@ -231,6 +231,7 @@ func runClient(ctx context.Context, e *env, args []string) error {
 		case err != nil:
 			return err
 		}
+		cliAudit(ctx, e, st, "client.create", created.ID, map[string]any{"name": created.Name})
 		return out.one(&created, plain)
 	case "list":
 		var all []store.Client
@@ -268,11 +269,13 @@ func runClient(ctx context.Context, e *env, args []string) error {
 		} else if err != nil {
 			return err
 		}
+		cliAudit(ctx, e, st, "client.update", updated.ID, nil)
 		return out.one(&updated, "")
 	case "delete":
 		if err := st.DeleteClient(ctx, id); err != nil {
 			return err
 		}
+		cliAudit(ctx, e, st, "client.delete", id, nil)
 		if *asJSON {
 			return writeJSON(e.stdout, map[string]any{"client_id": id, "deleted": true})
 		}
@@ -288,6 +291,7 @@ func runClient(ctx context.Context, e *env, args []string) error {
 		} else if err != nil {
 			return err
 		}
+		cliAudit(ctx, e, st, "client.rotate_secret", rotated.ID, map[string]any{"grace_seconds": int64(grace.Seconds())})
 		return out.one(&rotated, plain)
 	}
 	return nil

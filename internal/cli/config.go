@@ -26,7 +26,7 @@ var settings = map[string]bool{
 // something else.
 var serveSettings = map[string]bool{
 	"addr": true, "issuer": true, "tls-cert": true, "tls-key": true, "key-rotation": true,
-	"apikey-grace": true, "audit-retention": true, "access-token-ttl": true, "secret-grace": true,
+	"apikey-grace": true, "audit-retention": true, "housekeeping-interval": true, "access-token-ttl": true, "secret-grace": true,
 	"admin-token": true, "registration-token": true, "redis": true,
 }
 

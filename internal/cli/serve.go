@@ -69,6 +69,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	kf.register(fs)
 	apikeyGrace := fs.Duration("apikey-grace", 24*time.Hour, "how long a rotated API key keeps working by default")
 	auditRetention := fs.Duration("audit-retention", server.DefaultAuditRetention, "how long audit events are kept")
+	housekeeping := fs.Duration("housekeeping-interval", server.DefaultHousekeepingInterval, "how often expired rows and rows past their retention are deleted (in batches)")
 	accessTTL := fs.Duration("access-token-ttl", 15*time.Minute, "default access-token lifetime")
 	secretGrace := fs.Duration("secret-grace", 24*time.Hour, "how long a client's old secret works after rotate-secret")
 	adminToken := fs.String("admin-token", "", "bearer `token` for the admin API under /admin/ (at least 32 characters; unset: disabled); prefer GATEHOUSE_ADMIN_TOKEN")
@@ -90,6 +91,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	cfg.APIKeyGrace = *apikeyGrace
 	cfg.AuditRetention = *auditRetention
+	cfg.HousekeepingInterval = *housekeeping
 	cfg.RedisURL = *redisURL
 	cfg.AccessTokenTTL, cfg.SecretGrace = *accessTTL, *secretGrace
 	for name, tok := range map[string]string{"admin-token": *adminToken, "registration-token": *regToken} {

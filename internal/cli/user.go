@@ -121,6 +121,7 @@ func runUser(ctx context.Context, e *env, args []string) error {
 		case err != nil:
 			return err
 		}
+		cliAudit(ctx, e, st, "user.create", u.ID, map[string]any{"username": u.Username, "admin": u.Admin})
 		if *asJSON {
 			return writeJSON(e.stdout, toUserJSON(u))
 		}
@@ -136,6 +137,7 @@ func runUser(ctx context.Context, e *env, args []string) error {
 		} else if err != nil {
 			return err
 		}
+		cliAudit(ctx, e, st, "user.reset_password", u.ID, map[string]any{"username": u.Username})
 		if *asJSON {
 			return writeJSON(e.stdout, map[string]any{"id": u.ID, "username": u.Username, "password_changed": true})
 		}
@@ -149,6 +151,7 @@ func runUser(ctx context.Context, e *env, args []string) error {
 		if err := st.DeleteUser(ctx, u.ID); err != nil {
 			return err
 		}
+		cliAudit(ctx, e, st, "user.delete", u.ID, map[string]any{"username": u.Username})
 		if *asJSON {
 			return writeJSON(e.stdout, map[string]any{"id": u.ID, "username": u.Username, "deleted": true})
 		}

@@ -50,8 +50,14 @@ func TestBrowserAPIKeysAuditDashboard(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#q")),
 		chromedp.SendKeys(chromedp.CSS("#q"), "ann"),
 		chromedp.Submit(chromedp.CSS("#q")),
-		chromedp.WaitVisible(chromedp.CSS("#revoke-"+k.ID)),
 	)
+	// The unfiltered list shows the key too: wait for the search's page.
+	if !eventually(func() bool {
+		return strings.Contains(value(t, ctx, "location", chromedp.Location()), "q=ann")
+	}) {
+		t.Fatal("the search did not load")
+	}
+	step(t, ctx, "search results", chromedp.WaitVisible(chromedp.CSS("#revoke-"+k.ID)))
 	if n := value(t, ctx, "count rows", chromedp.Evaluate[int](`document.querySelectorAll("#apikeys tbody tr").length`)); n != 1 {
 		t.Errorf("search for ann: %d keys, want 1", n)
 	}
@@ -75,8 +81,16 @@ func TestBrowserAPIKeysAuditDashboard(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#event")),
 		chromedp.SendKeys(chromedp.CSS("#event"), "apikey.revoke"),
 		chromedp.Click(chromedp.CSS("#filter")),
-		chromedp.WaitVisible(chromedp.CSS("#audit")),
 	)
+	// The unfiltered page has an #audit table too: wait for the filtered
+	// page to be the one loaded before reading it.
+	if !eventually(func() bool {
+		loc := value(t, ctx, "location", chromedp.Location())
+		return strings.Contains(loc, "event=apikey.revoke")
+	}) {
+		t.Fatal("the filter did not load the filtered audit log")
+	}
+	step(t, ctx, "filtered audit log", chromedp.WaitVisible(chromedp.CSS("#audit")))
 	rows := value(t, ctx, "read audit", chromedp.Text(chromedp.CSS("#audit tbody")))
 	if !strings.Contains(rows, k.ID) || !strings.Contains(rows, "user:") || strings.Count(rows, "apikey.revoke") != 1 {
 		t.Errorf("audit log filtered by apikey.revoke = %q, want the operator's revocation of %s", rows, k.ID)

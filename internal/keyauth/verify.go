@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/apikey"
@@ -257,6 +258,14 @@ type cache struct {
 	mu      sync.RWMutex
 	entries map[string]*entry
 	missing map[string]time.Time // ID -> when it was found missing
+
+	hits, misses atomic.Uint64 // lookups, for metrics
+}
+
+// CacheStats returns how many key lookups the in-memory cache answered
+// (hits, unknown IDs included) and how many read the store (misses).
+func (s *Service) CacheStats() (hits, misses uint64) {
+	return s.cache.hits.Load(), s.cache.misses.Load()
 }
 
 func (c *cache) init() {
@@ -309,10 +318,13 @@ func (s *Service) lookup(ctx context.Context, id string, now time.Time) (*entry,
 	s.cache.mu.RUnlock()
 	switch {
 	case ok && now.Sub(e.loadedAt) < s.ttl:
+		s.cache.hits.Add(1)
 		return e, nil
 	case missing && now.Sub(missingAt) < s.ttl:
+		s.cache.hits.Add(1)
 		return nil, nil
 	}
+	s.cache.misses.Add(1)
 	return s.load(ctx, id, now)
 }
 

@@ -222,7 +222,7 @@ func (p *Provider) issueGrant(ctx context.Context, w http.ResponseWriter, c *sto
 	case err != nil:
 		p.tokenFault(w, c, "record tokens", err)
 	default:
-		writeTokenResponse(w, &resp)
+		writeJSON(w, http.StatusOK, resp)
 	}
 }
 
@@ -288,6 +288,11 @@ func (p *Provider) grantRefreshToken(w http.ResponseWriter, r *http.Request, c *
 	}
 	p.issueGrant(ctx, w, c, fam.ID, u, scopes, fam.AuthTime, "", func(rt *store.RefreshToken, at store.IssuedToken) error {
 		_, err := p.store.RotateRefreshToken(ctx, hash, *rt, at, p.now(), p.cfg.RefreshGrace)
+		if errors.Is(err, store.ErrReplay) {
+			p.auditNow(ctx, store.AuditEvent{Actor: "client:" + c.ID, Event: EventRefreshReuse, Target: fam.ID,
+				Outcome: "family_revoked", Reason: "refresh_token_reused", SourceIP: clientIP(r),
+				Details: auditDetails(map[string]any{"client_id": c.ID, "user_id": fam.UserID})})
+		}
 		return err
 	})
 }

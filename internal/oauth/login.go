@@ -1,12 +1,15 @@
 package oauth
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/password"
@@ -125,6 +128,9 @@ func (p *Provider) serveLogin(w http.ResponseWriter, r *http.Request) {
 		p.flow.throttle.fail(accountKey, accountFreeFailures)
 		p.flow.throttle.fail(ipKey, ipFreeFailures)
 		p.log.Info("login failed", "ip", clientIP(r))
+		// The username as typed (bounded above), never the password.
+		p.loginAudit.add(store.AuditEvent{At: p.now(), Event: EventLoginFailure, Target: u.ID, Outcome: "failure",
+			Reason: "wrong_credentials", SourceIP: clientIP(r), Details: auditDetails(map[string]any{"username": username})})
 		p.renderLogin(w, r, http.StatusUnauthorized, clientName, username, "Wrong username or password.", returnTo)
 		return
 	}
@@ -140,6 +146,8 @@ func (p *Provider) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.log.Info("login", "user_id", u.ID)
+	p.loginAudit.add(store.AuditEvent{At: p.now(), Actor: "user:" + u.ID, Event: EventLoginSuccess, Target: u.ID,
+		Outcome: "success", SourceIP: clientIP(r)})
 	http.Redirect(w, r, returnTo, http.StatusSeeOther)
 }
 
@@ -167,4 +175,95 @@ func roundWait(d time.Duration) string {
 		return fmt.Sprintf("%d seconds", int(d.Round(time.Second)/time.Second)+1)
 	}
 	return fmt.Sprintf("%d minutes", int(d.Round(time.Minute)/time.Minute)+1)
+}
+
+// Security events of the authorization server's audit log.
+const (
+	EventLoginSuccess = "login.success"
+	EventLoginFailure = "login.failure" // details: the username tried
+	EventRefreshReuse = "refresh.reuse" // a rotated refresh token came back; its family is revoked
+)
+
+// maxQueuedLogins bounds the sign-in events waiting for a flush; beyond
+// it events are dropped, counted and logged, so a password-guessing flood
+// cannot become a flood of writes or of memory.
+const maxQueuedLogins = 4096
+
+// loginFlushEvery is how often queued sign-in events are written.
+const loginFlushEvery = time.Second
+
+// auditQueue holds sign-in events until [Provider.RunAudit] writes them in
+// one transaction.
+type auditQueue struct {
+	mu      sync.Mutex
+	events  []store.AuditEvent
+	dropped int
+}
+
+func (q *auditQueue) add(ev store.AuditEvent) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.events) >= maxQueuedLogins {
+		q.dropped++
+		return
+	}
+	q.events = append(q.events, ev)
+}
+
+func (q *auditQueue) take() ([]store.AuditEvent, int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	evs, dropped := q.events, q.dropped
+	q.events, q.dropped = nil, 0
+	return evs, dropped
+}
+
+// RunAudit writes queued sign-in events every second until ctx is done,
+// then once more. The server runs it in the background.
+func (p *Provider) RunAudit(ctx context.Context) {
+	t := time.NewTicker(loginFlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			p.flushAudit(fctx)
+			cancel()
+			return
+		case <-t.C:
+			p.flushAudit(ctx)
+		}
+	}
+}
+
+// flushAudit writes the queued sign-in events. Events the store cannot
+// take are dropped with a log line: the audit log is a record, not a gate.
+func (p *Provider) flushAudit(ctx context.Context) {
+	evs, dropped := p.loginAudit.take()
+	if dropped > 0 {
+		p.log.Warn("audit: sign-in events dropped (queue full)", "dropped", dropped)
+	}
+	if len(evs) == 0 {
+		return
+	}
+	if err := p.store.AppendAudit(ctx, evs...); err != nil {
+		p.log.Error("audit: write sign-in events", "events", len(evs), "err", err)
+	}
+}
+
+// auditNow writes one security event at once (they are rare and must not
+// be lost in a crash); a failure is logged.
+func (p *Provider) auditNow(ctx context.Context, ev store.AuditEvent) {
+	if ev.At.IsZero() {
+		ev.At = p.now()
+	}
+	if err := p.store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
+		p.log.Error("audit: write event", "event", ev.Event, "err", err)
+	}
+}
+
+// auditDetails encodes an event's details (strings and numbers only).
+func auditDetails(m map[string]any) json.RawMessage {
+	b, _ := json.Marshal(m)
+	return b
 }

@@ -128,17 +128,17 @@ func TestOpaqueClientCredentials(t *testing.T) {
 		if len(cs) != 1 || cs[0].Kind != store.ChangeTokenRevoked || cs[0].Ref != rec.ID {
 			t.Errorf("changes after revoke = %+v, want one token_revoked for %s", cs, rec.ID)
 		}
-		// Expired: inactive, and pruned by Prune.
+		// Expired: inactive, and pruned by the store's housekeeping.
 		tok2 := e.token(t, c.ID, secret, "")
 		e.clock.Advance(11 * time.Minute)
 		if _, m := e.introspect(t, c.ID, secret, tok2); m["active"] != false {
 			t.Errorf("expired opaque token: %v, want inactive", m)
 		}
-		if err := e.p.Prune(ctx); err != nil {
+		if _, err := e.st.Housekeep(ctx, store.Housekeeping{Now: e.clock.Now()}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := e.st.OpaqueToken(ctx, e.hasher.Hash(domainOpaqueToken, tok2)); err == nil {
-			t.Error("expired opaque token still stored after Prune")
+			t.Error("expired opaque token still stored after Housekeep")
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/ratelimit"
@@ -99,7 +100,9 @@ type Provider struct {
 	keys    liveKeys
 
 	clients clientCache
-	revoked denylist
+	// loginAudit queues sign-in events for RunAudit.
+	loginAudit auditQueue
+	revoked    denylist
 
 	verifiersMu sync.RWMutex
 	verifiers   map[string]*token.Verifier // by audience
@@ -281,19 +284,11 @@ func (p *Provider) OnSigningKeyChange(context.Context, []store.Change) error {
 	return nil
 }
 
-// Prune deletes expired denylist entries and used client assertions from
-// the store and from memory. The server calls it periodically.
-func (p *Provider) Prune(ctx context.Context) error {
-	now := p.now()
+// Prune drops denylist entries that expired before now from memory. The
+// server calls it periodically; its housekeeping deletes the stored rows
+// (store.Store.Housekeep).
+func (p *Provider) Prune(now time.Time) {
 	p.revoked.prune(now)
-	if _, err := p.store.PruneRevocations(ctx, now); err != nil {
-		return fmt.Errorf("oauth: %w", err)
-	}
-	// Expired login sessions and authorization codes.
-	if _, err := p.store.DeleteExpired(ctx, now); err != nil {
-		return fmt.Errorf("oauth: %w", err)
-	}
-	return nil
 }
 
 // client returns the client with the given ID from the cache, reading it
@@ -302,8 +297,10 @@ func (p *Provider) Prune(ctx context.Context) error {
 func (p *Provider) client(ctx context.Context, id string) (*store.Client, error) {
 	c, gen := p.clients.get(id)
 	if c != nil {
+		p.clients.hits.Add(1)
 		return c, nil
 	}
+	p.clients.misses.Add(1)
 	rec, err := p.store.Client(ctx, id)
 	if err != nil {
 		return nil, err
@@ -319,6 +316,14 @@ type clientCache struct {
 	mu  sync.RWMutex
 	gen uint64
 	m   map[string]*store.Client
+
+	hits, misses atomic.Uint64 // lookups, for metrics
+}
+
+// ClientCacheStats returns how many client lookups the in-memory cache
+// answered (hits) and how many read the store (misses).
+func (p *Provider) ClientCacheStats() (hits, misses uint64) {
+	return p.clients.hits.Load(), p.clients.misses.Load()
 }
 
 // maxCachedClients bounds the cache; beyond it misses are not cached.

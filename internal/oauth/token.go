@@ -169,7 +169,7 @@ func (p *Provider) grantClientCredentials(w http.ResponseWriter, r *http.Request
 		writeError(w, faultError(err))
 		return
 	}
-	writeTokenResponse(w, &resp)
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // grantedScopes returns the scopes to grant for a requested scope

@@ -78,6 +78,10 @@ type Config struct {
 	// (another replica, a gateway on the revocation feed) that is away
 	// longer starts over from the current state. Default 7 days.
 	ChangeRetention time.Duration
+	// HousekeepingInterval is how often expired rows and rows past their
+	// retention are deleted (in batches; see store.Store.Housekeep).
+	// Default 5 min.
+	HousekeepingInterval time.Duration
 
 	// RedisURL, if set, is the Redis that shares rate limits and login
 	// throttling across replicas (redis://, rediss:// or unix://). While
@@ -155,6 +159,11 @@ func DefaultDBURL(dataDir string) string {
 // store was initialised with. It is shared by `serve` and the offline admin
 // commands.
 func OpenStore(ctx context.Context, cfg Config) (*store.Store, *secret.Master, error) {
+	return openStore(ctx, cfg, nil)
+}
+
+// openStore is OpenStore with the store's latency hook (may be nil).
+func openStore(ctx context.Context, cfg Config, observe func(string, time.Duration)) (*store.Store, *secret.Master, error) {
 	cfg = withDefaults(cfg)
 	if err := ensureDataDir(cfg.DataDir); err != nil {
 		return nil, nil, err
@@ -167,24 +176,33 @@ func OpenStore(ctx context.Context, cfg Config) (*store.Store, *secret.Master, e
 		cfg.Logger.Warn("generated a master secret in the data directory; production deployments should set GATEHOUSE_SECRET and keep it safe",
 			"file", filepath.Join(cfg.DataDir, secret.FileName))
 	}
-	st, err := store.Open(ctx, cfg.DBURL, store.Options{Logger: cfg.Logger})
+	st, err := store.Open(ctx, cfg.DBURL, store.Options{Logger: cfg.Logger, Observe: observe})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open store: %w", err)
 	}
 	if err := st.Migrate(ctx); err != nil {
 		st.Close()
-		return nil, nil, fmt.Errorf("migrate store: %w", err)
+		return nil, nil, fmt.Errorf("migrate store: %w", readOnlyHint(err))
 	}
 	stored, err := st.PutMetaIfAbsent(ctx, "master_check", master.CheckValue())
 	if err != nil {
 		st.Close()
-		return nil, nil, fmt.Errorf("check master secret: %w", err)
+		return nil, nil, fmt.Errorf("check master secret: %w", readOnlyHint(err))
 	}
 	if err := master.Verify(stored); err != nil {
 		st.Close()
 		return nil, nil, errors.New("the master secret does not match the one this store was created with: set GATEHOUSE_SECRET (or restore master.key in the data directory) to the original secret")
 	}
 	return st, master, nil
+}
+
+// readOnlyHint explains a store error that says the database is read-only.
+func readOnlyHint(err error) error {
+	if errors.Is(err, store.ErrReadOnly) {
+		return fmt.Errorf("the database is read-only (file or directory permissions, a read-only mount, "+
+			"a PostgreSQL standby or default_transaction_read_only); Gatehouse must be able to write to it: %w", err)
+	}
+	return err
 }
 
 func ensureDataDir(dir string) error {
@@ -263,7 +281,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	st, master, err := OpenStore(ctx, cfg)
+	s.metrics = newMetrics()
+	st, master, err := openStore(ctx, cfg, s.metrics.observeStore)
 	if err != nil {
 		return nil, err
 	}
@@ -306,8 +325,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	s.metrics = newMetrics()
 	s.metrics.registerRateLimits(s.localLimits, s.limits)
+	s.metrics.registerCaches(map[string]func() (uint64, uint64){
+		"client": s.oauth.ClientCacheStats,
+		"apikey": s.apikeys.CacheStats,
+	})
 	s.onChange = map[string]func(context.Context, []store.Change) error{
 		store.ChangeSigningKey: func(ctx context.Context, cs []store.Change) error {
 			if err := s.keys.Reload(ctx); err != nil {
@@ -333,6 +355,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.bg.Add(2)
 	go func() { defer s.bg.Done(); s.follow(bgCtx) }()
 	go func() { defer s.bg.Done(); s.schedule(bgCtx) }()
+	s.bg.Go(func() { s.housekeeping(bgCtx) })
+	s.bg.Go(func() { s.oauth.RunAudit(bgCtx) })
 	s.bg.Go(func() { s.apikeys.Run(bgCtx) })
 	s.bg.Go(func() { s.console.Run(bgCtx) })
 	return s, nil
@@ -420,6 +444,7 @@ func (s *Server) follow(ctx context.Context) {
 				}
 			}
 		}
+		s.metrics.applied(changes, time.Now())
 		s.publishChanges(ctx, changes)
 	})
 	if err != nil && ctx.Err() == nil {
@@ -435,12 +460,7 @@ func (s *Server) schedule(ctx context.Context) {
 		if err := s.keys.Tick(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("signing key schedule", "err", err)
 		}
-		if err := s.oauth.Prune(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("prune revocations", "err", err)
-		}
-		if err := s.housekeep(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("housekeeping", "err", err)
-		}
+		s.oauth.Prune(s.cfg.Now())
 		select {
 		case <-ctx.Done():
 			return
@@ -455,9 +475,40 @@ const (
 	DefaultChangeRetention = 7 * 24 * time.Hour
 )
 
-// housekeep deletes audit events and change-feed rows older than their
-// retention, so the database does not grow without bound. Every replica
-// may run it; the deletes are idempotent.
+// DefaultHousekeepingInterval is the default of Config.HousekeepingInterval.
+const DefaultHousekeepingInterval = 5 * time.Minute
+
+// housekeeping runs housekeep at start and then every
+// HousekeepingInterval.
+func (s *Server) housekeeping(ctx context.Context) {
+	every := s.cfg.HousekeepingInterval
+	if every <= 0 {
+		every = DefaultHousekeepingInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		err := s.housekeep(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.metrics.housekept(err)
+		if err != nil {
+			s.log.Error("housekeeping", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// housekeep deletes expired codes, sessions, tokens, denylist entries and
+// used assertions, and audit events and change-feed rows older than their
+// retention, in small batches so the database does not grow without bound
+// and writers are not held up. Every replica may run it; the deletes are
+// idempotent.
 func (s *Server) housekeep(ctx context.Context) error {
 	now := s.cfg.Now()
 	audit, changes := s.cfg.AuditRetention, s.cfg.ChangeRetention
@@ -467,9 +518,20 @@ func (s *Server) housekeep(ctx context.Context) error {
 	if changes <= 0 {
 		changes = DefaultChangeRetention
 	}
-	if _, err := s.store.PruneAudit(ctx, now.Add(-audit)); err != nil {
-		return err
+	deleted, err := s.store.Housekeep(ctx, store.Housekeeping{
+		Now: now, AuditBefore: now.Add(-audit), ChangesBefore: now.Add(-changes),
+		Deleted: func(table string, n int) { s.metrics.deleted.WithLabelValues(table).Add(float64(n)) },
+	})
+	if n := sum(deleted); n > 0 {
+		s.log.Info("housekeeping: deleted expired rows", "rows", n)
 	}
-	_, err := s.store.PruneChanges(ctx, now.Add(-changes))
 	return err
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

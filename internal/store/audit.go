@@ -126,13 +126,5 @@ func (s *Store) AuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, e
 // PruneAudit deletes events that happened before olderThan and returns how
 // many it deleted.
 func (s *Store) PruneAudit(ctx context.Context, olderThan time.Time) (int, error) {
-	res, err := s.db.ExecContext(ctx, "DELETE FROM audit_events WHERE at < $1", millis(olderThan))
-	if err != nil {
-		return 0, fmt.Errorf("store: prune audit: %w", mapErr(err))
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("store: prune audit: %w", mapErr(err))
-	}
-	return int(n), nil
+	return s.pruneTables(ctx, "prune audit", olderThan, auditPrune)
 }

@@ -95,14 +95,5 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]Change, 
 // never goes backwards. A follower that falls further behind than the
 // retention period misses the pruned changes and should reload its caches.
 func (s *Store) PruneChanges(ctx context.Context, olderThan time.Time) (int, error) {
-	res, err := s.db.ExecContext(ctx,
-		"DELETE FROM changes WHERE at < $1 AND seq < (SELECT max(seq) FROM changes)", millis(olderThan))
-	if err != nil {
-		return 0, fmt.Errorf("store: prune changes: %w", mapErr(err))
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("store: prune changes: %w", mapErr(err))
-	}
-	return int(n), nil
+	return s.pruneTables(ctx, "prune changes", olderThan, changesPrune)
 }

@@ -33,6 +33,12 @@ var (
 	// than this binary; it refuses to run on a schema it does not know.
 	ErrSchemaTooNew = errors.New("store: database schema is newer than this binary")
 
+	// ErrReadOnly means the database refused a write because it is
+	// read-only (a read-only file or mount, a PostgreSQL standby or
+	// default_transaction_read_only). Errors wrapping it wrap
+	// [ErrUnavailable] too: the server answers 503 and nothing is changed.
+	ErrReadOnly = errors.New("store: database is read-only")
+
 	// ErrInvalid means the caller passed an argument the store cannot
 	// accept (an empty ID, a key that would not be the newest, ...).
 	ErrInvalid = errors.New("store: invalid argument")
@@ -53,6 +59,8 @@ func mapErr(err error) error {
 		return ErrNotFound
 	case isUniqueViolation(err):
 		return fmt.Errorf("%w: %w", ErrConflict, err)
+	case isReadOnly(err):
+		return fmt.Errorf("%w: %w: %w", ErrUnavailable, ErrReadOnly, err)
 	case isConnectionError(err):
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
@@ -142,4 +150,17 @@ func isSQLiteNotADatabase(err error) bool {
 	}
 	c := sqErr.Code() & 0xff
 	return c == sqlite3.SQLITE_NOTADB || c == sqlite3.SQLITE_CORRUPT
+}
+
+// isReadOnly reports a write refused because the database is read-only.
+func isReadOnly(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "25006" // read_only_sql_transaction
+	}
+	var sqErr *sqlite.Error
+	if errors.As(err, &sqErr) {
+		return sqErr.Code()&0xff == sqlite3.SQLITE_READONLY
+	}
+	return false
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -116,24 +115,5 @@ func (s *Store) UseAssertion(ctx context.Context, clientID, id string, expiresAt
 // access tokens that expired before now, and returns how many rows it
 // deleted.
 func (s *Store) PruneRevocations(ctx context.Context, now time.Time) (int, error) {
-	total := 0
-	var errs []error
-	for _, q := range []string{
-		"DELETE FROM revoked_tokens WHERE expires_at < $1",
-		"DELETE FROM used_assertions WHERE expires_at < $1",
-		"DELETE FROM opaque_tokens WHERE expires_at < $1",
-	} {
-		res, err := s.db.ExecContext(ctx, q, millis(now))
-		if err != nil {
-			errs = append(errs, mapErr(err))
-			continue
-		}
-		if n, err := res.RowsAffected(); err == nil {
-			total += int(n)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return total, fmt.Errorf("store: prune revocations: %w", err)
-	}
-	return total, nil
+	return s.pruneTables(ctx, "prune revocations", now, revocationPrunes...)
 }

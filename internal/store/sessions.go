@@ -99,20 +99,5 @@ func (s *Store) DeleteSession(ctx context.Context, idHash []byte) error {
 // DeleteExpired deletes sessions and authorization codes that expired
 // before now, and returns how many rows it deleted.
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
-	var total int64
-	for _, q := range []string{
-		"DELETE FROM sessions WHERE expires_at < $1",
-		"DELETE FROM auth_codes WHERE expires_at < $1",
-	} {
-		res, err := s.db.ExecContext(ctx, q, millis(now))
-		if err != nil {
-			return 0, fmt.Errorf("store: delete expired: %w", mapErr(err))
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return 0, fmt.Errorf("store: delete expired: %w", mapErr(err))
-		}
-		total += n
-	}
-	return int(total), nil
+	return s.pruneTables(ctx, "delete expired", now, loginPrunes...)
 }

@@ -67,6 +67,26 @@ type Options struct {
 	// Now returns the current time, used to timestamp changes. Nil means
 	// time.Now.
 	Now func() time.Time
+
+	// Observe, if not nil, is told how long each statement or
+	// transaction run through the store's helpers took, by class:
+	// [OpRead], [OpWrite] or [OpTx]. It is called on the hot path and
+	// must be cheap and safe for concurrent use.
+	Observe func(op string, d time.Duration)
+}
+
+// Operation classes passed to Options.Observe.
+const (
+	OpRead  = "read"  // a query outside a transaction
+	OpWrite = "write" // a statement outside a transaction
+	OpTx    = "tx"    // a whole transaction, commit included
+)
+
+// observe reports the time since start to Options.Observe, if set.
+func (s *Store) observe(op string, start time.Time) {
+	if s.opt.Observe != nil {
+		s.opt.Observe(op, time.Since(start))
+	}
 }
 
 // Store is a handle on one Gatehouse database. It is safe for concurrent
@@ -327,6 +347,9 @@ func (s *Store) now() time.Time {
 // the transaction holds the database write lock from its start. Errors are
 // mapped to the package's sentinels.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if s.opt.Observe != nil {
+		defer s.observe(OpTx, time.Now())
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return mapErr(err)
@@ -379,6 +402,9 @@ func (s *Store) prepared(ctx context.Context, query string) *sql.Stmt {
 
 // exec runs query outside a transaction, prepared on SQLite.
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if s.opt.Observe != nil {
+		defer s.observe(OpWrite, time.Now())
+	}
 	if st := s.prepared(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -387,6 +413,9 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 
 // queryRow runs query outside a transaction, prepared on SQLite.
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if s.opt.Observe != nil {
+		defer s.observe(OpRead, time.Now())
+	}
 	if st := s.prepared(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -400,6 +429,9 @@ type scanner interface{ Scan(dest ...any) error }
 // queryAll runs query outside a transaction and returns every row read by
 // scan; errors are mapped (see mapErr) and wrapped with what.
 func queryAll[T any](ctx context.Context, s *Store, scan func(scanner) (T, error), what, query string, args ...any) ([]T, error) {
+	if s.opt.Observe != nil {
+		defer s.observe(OpRead, time.Now())
+	}
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: %s: %w", what, mapErr(err))

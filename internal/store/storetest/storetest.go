@@ -36,6 +36,8 @@ func Run(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"DeletePendingSigningKeys", testDeletePendingSigningKeys},
 		{"Changes", testChanges},
 		{"PruneChanges", testPruneChanges},
+		{"HousekeepExpired", testHousekeepExpired},
+		{"HousekeepRetention", testHousekeepRetention},
 		{"Follow", testFollow},
 		{"FollowBacklog", testFollowBacklog},
 		{"FollowConcurrentWriters", testFollowConcurrentWriters},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/gatehouse-dev/gatehouse/internal/browsertest"
 )
 
 // screenshots saves PNGs of browser pages: always into
@@ -109,8 +110,7 @@ func signedOut(t *testing.T, ctx context.Context, base string) bool {
 // changes their password (which signs out their other browser), and signs
 // out another browser from the sessions page.
 func TestAccountPagesBrowser(t *testing.T) {
-	_, err := os.Stat(chromiumPath)
-	need(t, "Chromium at "+chromiumPath, err == nil, "apt-get install chromium")
+	browsertest.Need(t)
 	storeArgs := []string{"--data", t.TempDir()}
 	addr := freeAddr(t)
 	stop := startServe(t, append([]string{"serve", "--addr", addr, "--log-level", "warn", "--admin-token", pageAdminToken}, storeArgs...))
@@ -120,13 +120,7 @@ func TestAccountPagesBrowser(t *testing.T) {
 	base := "http://" + addr
 	shots := newScreenshots(t)
 
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1100, 800),
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-dev-shm-usage", true))
-	t.Cleanup(cancelAlloc)
+	allocCtx := browsertest.Allocator(t, 1100, 800)
 	first, cancelFirst := chromedp.NewContext(allocCtx)
 	t.Cleanup(cancelFirst)
 	shots.watch("first", first)

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/gatehouse-dev/gatehouse/internal/browsertest"
 )
 
 const pageAdminToken = "page-test-admin-token-0123456789abcdef"
@@ -39,8 +39,7 @@ func verifyActive(t *testing.T, base, key string) bool {
 // Chromium: sign in, create a key (shown once, with a working copy button),
 // use it, rotate it, revoke the old one.
 func TestAPIKeysPageBrowser(t *testing.T) {
-	_, err := os.Stat(chromiumPath)
-	need(t, "Chromium at "+chromiumPath, err == nil, "apt-get install chromium")
+	browsertest.Need(t)
 	storeArgs := []string{"--data", t.TempDir()}
 	addr := freeAddr(t)
 	stop := startServe(t, append([]string{"serve", "--addr", addr, "--log-level", "warn", "--admin-token", pageAdminToken}, storeArgs...))
@@ -48,16 +47,11 @@ func TestAPIKeysPageBrowser(t *testing.T) {
 	createUser(t, storeArgs, "ada", "correct horse battery staple")
 	base := "http://" + addr
 
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-dev-shm-usage", true))
-	defer cancelAlloc()
+	allocCtx := browsertest.Allocator(t, 1280, 900)
 	browser, cancelBrowser := chromedp.NewContext(allocCtx)
 	defer cancelBrowser()
 
-	err = chromedp.Do(browser,
+	err := chromedp.Do(browser,
 		chromedp.Navigate(base+"/account/apikeys"),
 		chromedp.WaitVisible(chromedp.CSS("#username")),
 		chromedp.SendKeys(chromedp.CSS("#username"), "ada"),

@@ -17,13 +17,11 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/gatehouse-dev/gatehouse/internal/browsertest"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 )
 
-const (
-	chromiumPath = "/usr/bin/chromium"
-	systemPython = "/usr/bin/python3"
-)
+const systemPython = "/usr/bin/python3"
 
 // need skips the test when a tool is missing, except in CI (CI=true),
 // where the interop tests must run and a missing tool fails them.
@@ -103,8 +101,7 @@ func callbackServer(t *testing.T) (string, <-chan map[string]string) {
 // x/oauth2 exchanges the code and refreshes, and
 // github.com/coreos/go-oidc/v3 verifies the ID token via discovery.
 func TestCodeFlowBrowserInterop(t *testing.T) {
-	_, err := os.Stat(chromiumPath)
-	need(t, "Chromium at "+chromiumPath, err == nil, "apt-get install chromium")
+	browsertest.Need(t)
 	for _, db := range []string{"sqlite", "postgres"} {
 		t.Run(db, func(t *testing.T) {
 			issuer, c := codeFlowServer(t, db)
@@ -120,12 +117,7 @@ func TestCodeFlowBrowserInterop(t *testing.T) {
 			verifier := oauth2.GenerateVerifier()
 			authURL := cfg.AuthCodeURL("state-xyz", oauth2.S256ChallengeOption(verifier), oidc.Nonce("nonce-abc"))
 
-			allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-				chromedp.ExecPath(chromiumPath), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-				chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()),
-				chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-				chromedp.Flag("disable-sync", true), chromedp.Flag("disable-dev-shm-usage", true))
-			defer cancelAlloc()
+			allocCtx := browsertest.Allocator(t, 1280, 900)
 			browser, cancelBrowser := chromedp.NewContext(allocCtx)
 			defer cancelBrowser()
 			go func() { <-ctx.Done(); cancelBrowser() }()

@@ -11,52 +11,16 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/gatehouse-dev/gatehouse/internal/browsertest"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
-const chromiumPath = "/usr/bin/chromium"
-
 // needChromium skips without Chromium, except in CI, where it fails.
-func needChromium(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("Chromium at %s is required in CI (apt-get install chromium)", chromiumPath)
-	}
-	t.Skipf("Chromium is not at %s (apt-get install chromium); skipping", chromiumPath)
-}
-
 // newChromium starts a headless Chromium for the test and returns its
 // first tab.
 func newChromium(t *testing.T) context.Context {
 	t.Helper()
-	needChromium(t)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-dev-shm-usage", true))
-	t.Cleanup(cancelAlloc)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancel)
-	// Start the browser. The first run must not have a timeout (it would
-	// bound the browser's life), so a watchdog stops a start that hangs.
-	started := make(chan error, 1)
-	go func() { started <- chromedp.Do(ctx) }()
-	select {
-	case err := <-started:
-		if err != nil {
-			t.Fatalf("start Chromium: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		cancel()
-		cancelAlloc()
-		t.Fatal("Chromium did not start within 60 s")
-	}
-	return ctx
+	return browsertest.New(t, 1280, 900)
 }
 
 // step runs actions with a deadline; on failure it saves a screenshot of

@@ -300,14 +300,10 @@ func exchangeScopes(subject, requested, allowed []string) ([]string, *oauthError
 	return out, nil
 }
 
-// issueExchanged issues the exchanged access token for client c (see
-// grantTokenExchange for its claims): signed, or opaque for a client with
-// opaque access tokens.
-func (p *Provider) issueExchanged(ctx context.Context, c *store.Client, sub *token.Claims, target string, scopes []string, act *token.Actor, now time.Time) (exchangeResponse, error) {
-	iss := p.issuers[accessTokenAlg(c)]
-	if iss == nil {
-		return exchangeResponse{}, errExchangeAlg
-	}
+// exchangeExpiry is when a token exchanged by client c from subject sub
+// expires: after the client's access-token lifetime, at most
+// maxExchangeTTL, never after the subject.
+func (p *Provider) exchangeExpiry(c *store.Client, sub *token.Claims, now time.Time) int64 {
 	ttl := c.AccessTokenTTL
 	if ttl <= 0 {
 		ttl = p.cfg.AccessTokenTTL
@@ -316,6 +312,18 @@ func (p *Provider) issueExchanged(ctx context.Context, c *store.Client, sub *tok
 	if sub.ExpiresAt != 0 {
 		exp = min(exp, sub.ExpiresAt)
 	}
+	return exp
+}
+
+// issueExchanged issues the exchanged access token for client c (see
+// grantTokenExchange for its claims): signed, or opaque for a client with
+// opaque access tokens.
+func (p *Provider) issueExchanged(ctx context.Context, c *store.Client, sub *token.Claims, target string, scopes []string, act *token.Actor, now time.Time) (exchangeResponse, error) {
+	iss := p.issuers[accessTokenAlg(c)]
+	if iss == nil {
+		return exchangeResponse{}, errExchangeAlg
+	}
+	exp := p.exchangeExpiry(c, sub, now)
 	cl := token.Claims{
 		Subject:   sub.Subject,
 		Audience:  token.Audience{target},

@@ -80,14 +80,7 @@ func (p *Provider) gatewayExchange(w http.ResponseWriter, r *http.Request, c *st
 		writeError(w, serverError())
 		return
 	}
-	ttl := c.AccessTokenTTL
-	if ttl <= 0 {
-		ttl = p.cfg.AccessTokenTTL
-	}
-	exp := now.Add(min(ttl, maxExchangeTTL)).Unix()
-	if sub.ExpiresAt != 0 {
-		exp = min(exp, sub.ExpiresAt)
-	}
+	exp := p.exchangeExpiry(c, sub, now)
 	cl := token.Claims{
 		Subject:   sub.Subject,
 		Audience:  token.Audience{req.target},

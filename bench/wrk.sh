@@ -42,6 +42,9 @@ if [ ${#ENDPOINTS[@]} -eq 0 ]; then
 fi
 
 command -v wrk >/dev/null || { echo "wrk.sh: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
+if [ -n "${CPUPROFILE:-}" ]; then
+	command -v perf >/dev/null || { echo "wrk.sh: CPUPROFILE needs perf (apt-get install linux-perf)" >&2; exit 2; }
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 pids=()

@@ -83,8 +83,10 @@ plain_port=$(free_port)
 pids+=($!)
 
 gwp=$(free_port)
+gwadmin=$(free_port)
 cat >"$tmp/gateway.toml" <<TOML
 listen = "127.0.0.1:$gwp"
+admin_listen = "127.0.0.1:$gwadmin"
 issuer = "$issuer"
 audience = "$api"
 client_id = "$gw_id"
@@ -154,3 +156,8 @@ for round in $(seq "$ROUNDS"); do
 		run gw-opaque "$conns" "$opq_lua" "http://127.0.0.1:$gwp/x"
 	done
 done
+
+# The common case must make no call to Gatehouse: exchanges stay at one per
+# credential, everything else is a cache hit.
+echo "# gateway counters after the runs:"
+curl -s "http://127.0.0.1:$gwadmin/metrics" | grep -E '^gatehouse_gateway_(token_exchanges_total|internal_token_cache_hits_total)'

@@ -375,7 +375,7 @@ func (s *Store) RecordAPIKeyUse(ctx context.Context, uses []APIKeyUse) error {
 // can be told to rotate it. It records no change. An unknown id wraps
 // [ErrNotFound].
 func (s *Store) MarkAPIKeyExposed(ctx context.Context, id string, at time.Time) error {
-	res, err := s.db.ExecContext(ctx, "UPDATE api_keys SET exposed_at = $1 WHERE id = $2", millis(at), id)
+	res, err := s.exec(ctx, "UPDATE api_keys SET exposed_at = $1 WHERE id = $2", millis(at), id)
 	if err == nil {
 		var n int64
 		if n, err = res.RowsAffected(); err == nil && n == 0 {

@@ -96,7 +96,7 @@ func (s *Store) UseAssertion(ctx context.Context, clientID, id string, expiresAt
 	if clientID == "" || id == "" {
 		return fmt.Errorf("store: use assertion: %w: empty client ID or jti", ErrInvalid)
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO used_assertions (client_id, jti, expires_at)
+	res, err := s.exec(ctx, `INSERT INTO used_assertions (client_id, jti, expires_at)
 		VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO NOTHING`, clientID, id, millis(expiresAt))
 	if err != nil {
 		return fmt.Errorf("store: use assertion: %w", mapErr(err))

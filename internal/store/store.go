@@ -104,6 +104,31 @@ type Store struct {
 
 	stmtMu sync.RWMutex
 	stmts  map[string]*sql.Stmt // SQLite only: see [Store.prepared]
+
+	// writer admits one write at a time on SQLite (nil on PostgreSQL): see
+	// [Store.lockWrite].
+	writer chan struct{}
+}
+
+// lockWrite waits, in arrival order, until this process may write, and
+// returns the function that lets the next writer in. SQLite allows one
+// writer at a time; left to its busy handler, writers that find the lock
+// taken sleep and retry (1, 2, 5 … 100 ms), so under load some wait
+// seconds while others pass, and a write can fail after the 5 s busy
+// timeout while the database is idle half the time. Queueing writers in
+// the process keeps the lock busy and the waits fair; the busy handler
+// then only arbitrates between processes (a CLI command next to serve).
+// On PostgreSQL it does nothing.
+func (s *Store) lockWrite(ctx context.Context) (unlock func(), err error) {
+	if s.writer == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.writer <- struct{}{}:
+		return func() { <-s.writer }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // target is a parsed database URL.
@@ -157,6 +182,7 @@ func Open(ctx context.Context, rawURL string, opt Options) (*Store, error) {
 		// it the error is harmless and commits keep using fsync.
 		_, _ = sqlite.Fdatasync(true)
 		s.stmts = make(map[string]*sql.Stmt)
+		s.writer = make(chan struct{}, 1)
 		if t.path == ":memory:" {
 			// Each connection would get its own empty database.
 			s.db.SetMaxOpenConns(1)
@@ -350,6 +376,11 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if s.opt.Observe != nil {
 		defer s.observe(OpTx, time.Now())
 	}
+	unlock, err := s.lockWrite(ctx)
+	if err != nil {
+		return mapErr(err)
+	}
+	defer unlock()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return mapErr(err)
@@ -405,6 +436,11 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 	if s.opt.Observe != nil {
 		defer s.observe(OpWrite, time.Now())
 	}
+	unlock, err := s.lockWrite(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if st := s.prepared(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}

@@ -5,6 +5,7 @@
 # BENCHMARKS.md (issue 5):
 #
 #   plain      wrk → benchproxy proxy → upstream
+#   plain-tuned  the same with the gateway's buffer pool and GOGC=400
 #   gw-jwt     wrk → gatehouse gateway (JWT access token, cached) → upstream
 #   gw-apikey  wrk → gatehouse gateway (API key, cached) → upstream
 #   gw-opaque  wrk → gatehouse gateway (opaque access token, cached) → upstream
@@ -81,6 +82,11 @@ pids+=($!)
 plain_port=$(free_port)
 "$tmp/benchproxy" proxy -listen "127.0.0.1:$plain_port" -upstream "http://127.0.0.1:$up_port" >/dev/null &
 pids+=($!)
+# The same proxy with the gateway's buffer pool and GOGC=400: what is left
+# of the difference is the gateway's own work.
+tuned_port=$(free_port)
+GOGC=400 "$tmp/benchproxy" proxy -pool -listen "127.0.0.1:$tuned_port" -upstream "http://127.0.0.1:$up_port" >/dev/null &
+pids+=($!)
 
 gwp=$(free_port)
 gwadmin=$(free_port)
@@ -102,6 +108,7 @@ TOML
 pids+=($!)
 wait_http "http://127.0.0.1:$gwp/"
 wait_http "http://127.0.0.1:$plain_port/"
+wait_http "http://127.0.0.1:$tuned_port/"
 
 jwt=$(curl -fs -u "$app_id:$app_secret" -d grant_type=client_credentials -d scope=read "$issuer/token" | json access_token)
 opaque=$(curl -fs -u "$opq_id:$opq_secret" -d grant_type=client_credentials -d scope=read "$issuer/token" | json access_token)
@@ -151,6 +158,7 @@ for round in $(seq "$ROUNDS"); do
 	echo "## round $round"
 	for conns in "$CONNS" 1; do
 		run plain "$conns" "$plain_lua" "http://127.0.0.1:$plain_port/x"
+		run plain-tuned "$conns" "$plain_lua" "http://127.0.0.1:$tuned_port/x"
 		run gw-jwt "$conns" "$jwt_lua" "http://127.0.0.1:$gwp/x"
 		run gw-apikey "$conns" "$key_lua" "http://127.0.0.1:$gwp/x"
 		run gw-opaque "$conns" "$opq_lua" "http://127.0.0.1:$gwp/x"

@@ -47,6 +47,9 @@ func runGateway(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// A proxy allocates per request and keeps a small heap: the same
+	// collector settings as serve (see tuneGC).
+	tuneGC()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

@@ -278,9 +278,11 @@ func (g *Gateway) compile(cfg *Config) (t *table, err error) {
 		proxy := &httputil.ReverseProxy{
 			Rewrite:   r.rewrite,
 			Transport: g.transport,
-			// Responses of unknown length and event streams are flushed
-			// at once anyway; this bounds the delay of the others.
-			FlushInterval:  100 * time.Millisecond,
+			// No periodic flush: ReverseProxy flushes event streams and
+			// responses of unknown length after every write anyway, and a
+			// flush timer per response costs every request a timer and
+			// the wake-ups it brings.
+			BufferPool:     copyBuffers,
 			ErrorHandler:   g.proxyError(r),
 			ModifyResponse: g.observeUpstream(r),
 			ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
@@ -611,3 +613,17 @@ func NewServer(g *Gateway) *http.Server {
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
 }
+
+// copyBuffers recycles the 32 KiB buffers ReverseProxy copies response
+// bodies through; without a pool it allocates one per request, most of
+// what a proxied request allocates.
+var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+// bufferPool is an httputil.BufferPool over a sync.Pool.
+type bufferPool struct{ pool sync.Pool }
+
+// Get returns a buffer from the pool.
+func (p *bufferPool) Get() []byte { return *p.pool.Get().(*[]byte) }
+
+// Put returns b to the pool.
+func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }

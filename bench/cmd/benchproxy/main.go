@@ -18,6 +18,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -29,6 +30,7 @@ func main() {
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
 	upstream := fs.String("upstream", "", "upstream URL (proxy only)")
+	pool := fs.Bool("pool", false, "recycle the 32 KiB copy buffers, as the gateway does (proxy only)")
 	fs.Parse(os.Args[2:])
 
 	var h http.Handler
@@ -52,7 +54,7 @@ func main() {
 			MaxIdleConnsPerHost: 256,
 			IdleConnTimeout:     90 * time.Second,
 		}
-		h = &httputil.ReverseProxy{
+		rp := &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(u)
 				pr.SetXForwarded()
@@ -61,6 +63,10 @@ func main() {
 			// wrk closes connections mid-request at the end of a run.
 			ErrorLog: log.New(io.Discard, "", 0),
 		}
+		if *pool {
+			rp.BufferPool = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+		}
+		h = rp
 	default:
 		log.Fatalf("benchproxy: unknown mode %q", os.Args[1])
 	}
@@ -72,3 +78,9 @@ func main() {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	log.Fatal(srv.Serve(ln))
 }
+
+// bufferPool is an httputil.BufferPool over a sync.Pool.
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte  { return *p.pool.Get().(*[]byte) }
+func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }

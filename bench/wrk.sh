@@ -17,6 +17,15 @@
 #   BIN=/tmp/gatehouse-old bench/wrk.sh cc     # another build
 #   GATEHOUSE_TEST_POSTGRES='postgres://postgres@127.0.0.1:5432/test?sslmode=disable' bench/wrk.sh cc
 #   CPUPROFILE=/tmp/cc bench/wrk.sh cc   # also record the server with perf(1)
+#   REPLICAS=2 WRKS=2 GATEHOUSE_TEST_POSTGRES=... bench/wrk.sh cc apikey
+#
+# REPLICAS=N starts N `gatehouse serve` processes on one store (PostgreSQL
+# only). WRKS=M splits the CONNS connections over M wrk processes run at
+# once, process i loading replica i mod N, standing in for a load balancer
+# without spending CPU on one; the line then shows the summed requests/s
+# and the worst p50/p90/p99 of the M processes. Compare REPLICAS=1 WRKS=2
+# with REPLICAS=2 WRKS=2: the load generator is the same, only the number
+# of replicas changes.
 #
 # With CPUPROFILE=PREFIX, the first measured run of each endpoint is also
 # recorded with `perf record -g` on the server process (PREFIX.ENDPOINT-DB.perf;
@@ -36,11 +45,17 @@ CONNS=${CONNS:-64}
 THREADS=${THREADS:-1}
 REPEAT=${REPEAT:-1}
 WARMUP=${WARMUP:-2s}
+REPLICAS=${REPLICAS:-1}
+WRKS=${WRKS:-1}
 ENDPOINTS=("$@")
 if [ ${#ENDPOINTS[@]} -eq 0 ]; then
 	ENDPOINTS=(cc introspect discovery jwks apikey)
 fi
 
+if [ "$REPLICAS" -gt 1 ] && [ -z "${GATEHOUSE_TEST_POSTGRES:-}" ]; then
+	echo "wrk.sh: REPLICAS needs GATEHOUSE_TEST_POSTGRES (replicas share one PostgreSQL)" >&2
+	exit 2
+fi
 command -v wrk >/dev/null || { echo "wrk.sh: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 if [ -n "${CPUPROFILE:-}" ]; then
 	command -v perf >/dev/null || { echo "wrk.sh: CPUPROFILE needs perf (apt-get install linux-perf)" >&2; exit 2; }
@@ -89,16 +104,25 @@ start() {
 	id=$(json client_id <<<"$out")
 	secret=$(json client_secret <<<"$out")
 	apikey=$("$bin" apikey create "${args[@]}" --log-level warn --name load --json | json key)
-	local port
-	port=$(free_port)
-	base=http://127.0.0.1:$port
-	GATEHOUSE_ADMIN_TOKEN=$admin "$bin" serve "${args[@]}" --addr "127.0.0.1:$port" --log-level warn &
-	pids+=($!)
+	bases=()
+	local i port
+	for i in $(seq "$REPLICAS"); do
+		port=$(free_port)
+		GATEHOUSE_ADMIN_TOKEN=$admin "$bin" serve "${args[@]}" --addr "127.0.0.1:$port" --log-level warn &
+		pids+=($!)
+		bases+=("http://127.0.0.1:$port")
+		ready "${bases[-1]}"
+	done
+	base=${bases[0]}
+}
+
+# ready URL: waits for a server's /readyz.
+ready() {
 	for _ in $(seq 300); do
-		curl -fs "$base/readyz" >/dev/null 2>&1 && return 0
+		curl -fs "$1/readyz" >/dev/null 2>&1 && return 0
 		sleep 0.05
 	done
-	echo "wrk.sh: server for $db not ready" >&2
+	echo "wrk.sh: server $1 not ready" >&2
 	exit 1
 }
 
@@ -116,48 +140,73 @@ lua() {
 	echo "$f"
 }
 
-# summary.py LABEL LOAD < wrk output: prints one summary line.
+# summary.py LABEL LOAD FILE...: prints one summary line for the outputs of
+# the wrk processes of one run (summed requests/s, worst percentiles).
 cat >"$tmp/summary.py" <<'EOF'
 import re, sys
-label, load = sys.argv[1], sys.argv[2]
-text = sys.stdin.read()
-rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
-if not rps:
-    sys.exit("wrk.sh: no result from wrk:\n" + text)
-rps = rps.group(1)
-lat = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)", text, re.M))
-bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-errs = re.search(r"Socket errors:.*", text)
-print(f"{label:<24} {float(rps):>9.0f} req/s  p50 {lat.get('50')}  p90 {lat.get('90')}  p99 {lat.get('99')}"
-      f"  non-2xx {bad.group(1) if bad else 0}{'  ' + errs.group(0) if errs else ''}  (load {load})")
+label, load, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+units = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+def ms(v):
+    n, u = re.fullmatch(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) * units[u]
+total, worst, bad, errs = 0.0, {}, 0, []
+for f in files:
+    text = open(f).read()
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if not rps:
+        sys.exit("wrk.sh: no result from wrk:\n" + text)
+    total += float(rps.group(1))
+    for p, v in re.findall(r"^\s+(50|90|99)%\s+(\S+)", text, re.M):
+        worst[p] = max(worst.get(p, 0.0), ms(v))
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    bad += int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors:.*", text)
+    if m:
+        errs.append(m.group(0))
+lat = {p: f"{v:.2f}ms" for p, v in worst.items()}
+print(f"{label:<24} {total:>9.0f} req/s  p50 {lat.get('50')}  p90 {lat.get('90')}  p99 {lat.get('99')}"
+      f"  non-2xx {bad}{'  ' + '; '.join(errs) if errs else ''}  (load {load})")
 EOF
 
-# run LABEL SCRIPT URL: warms up, then runs wrk REPEAT times.
+# load DURATION SCRIPT PATH OUT: runs the WRKS wrk processes at once, process
+# i against replica i mod REPLICAS, writing their outputs to OUT.1 .. OUT.M.
+load() {
+	local d=$1 script=$2 path=$3 out=$4 i p wp=()
+	rm -f "$out".*
+	for i in $(seq "$WRKS"); do
+		wrk -t"$THREADS" -c"$((CONNS / WRKS))" -d"$d" --latency -s "$script" "${bases[$(((i - 1) % REPLICAS))]}$path" >"$out.$i" &
+		wp+=($!)
+	done
+	for p in "${wp[@]}"; do wait "$p"; done
+}
+
+# run LABEL SCRIPT PATH: warms up, then runs wrk REPEAT times.
 run() {
-	local label=$1 script=$2 url=$3 perf= perfpid=
-	wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s "$script" "$url" >/dev/null
+	local label=$1 script=$2 path=$3 perf= perfpid=
+	load "$WARMUP" "$script" "$path" "$tmp/warmup"
 	if [ -n "${CPUPROFILE:-}" ]; then
 		perf=$CPUPROFILE.$(tr -c 'a-z0-9\n' - <<<"$label" | tr -s - | sed 's/-$//').perf
 		perf record -q -F 999 -g -o "$perf" -p "${pids[-1]}" 2>/dev/null &
 		perfpid=$!
 	fi
 	for _ in $(seq "$REPEAT"); do
-		local load out
-		load=$(cut -d' ' -f1-3 /proc/loadavg)
-		out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$script" "$url")
+		local avg
+		avg=$(cut -d' ' -f1-3 /proc/loadavg)
+		load "$DURATION" "$script" "$path" "$tmp/out"
 		if [ -n "$perf" ]; then
 			kill -INT "$perfpid" 2>/dev/null || true
 			wait "$perfpid" 2>/dev/null || true
 			echo "# perf profile of the server: $perf" >&2
 			perf=
 		fi
-		python3 "$tmp/summary.py" "$label" "$load" <<<"$out"
+		python3 "$tmp/summary.py" "$label" "$avg" "$tmp"/out.*
 	done
 }
 
 dbs=(sqlite)
 [ -n "${GATEHOUSE_TEST_POSTGRES:-}" ] && dbs+=(postgres)
-echo "# $(nproc) CPUs, wrk -t$THREADS -c$CONNS -d$DURATION, $(go version | cut -d' ' -f3)"
+[ "$REPLICAS" -gt 1 ] && dbs=(postgres)
+echo "# $(nproc) CPUs, $REPLICAS replica(s), $WRKS x wrk -t$THREADS -c$((CONNS / WRKS)) -d$DURATION, $(go version | cut -d' ' -f3)"
 for db in "${dbs[@]}"; do
 	start "$db"
 	basic=$(python3 -c 'import sys,base64,urllib.parse as u; print(base64.b64encode((u.quote(sys.argv[1],safe="")+":"+u.quote(sys.argv[2],safe="")).encode()).decode())' "$id" "$secret")
@@ -165,21 +214,21 @@ for db in "${dbs[@]}"; do
 		case $ep in
 		cc)
 			run "token cc ($db)" "$(lua cc POST 'grant_type=client_credentials&scope=read' \
-				"Content-Type: application/x-www-form-urlencoded" "Authorization: Basic $basic")" "$base/token"
+				"Content-Type: application/x-www-form-urlencoded" "Authorization: Basic $basic")" /token
 			;;
 		introspect)
-			tok=$(curl -fs -u "$id:$secret" -d grant_type=client_credentials -d scope=read "$base/token" | json access_token)
+			tok=$(curl -fs -u "$id:$secret" -d grant_type=client_credentials -d scope=read /token | json access_token)
 			run "introspect jwt ($db)" "$(lua introspect POST "token=$tok" \
-				"Content-Type: application/x-www-form-urlencoded" "Authorization: Basic $basic")" "$base/introspect"
+				"Content-Type: application/x-www-form-urlencoded" "Authorization: Basic $basic")" /introspect
 			;;
 		discovery)
-			if [ "$db" = sqlite ]; then run "discovery" "$(lua get GET '')" "$base/.well-known/openid-configuration"; fi
+			if [ "$db" = sqlite ]; then run "discovery" "$(lua get GET '')" /.well-known/openid-configuration; fi
 			;;
 		jwks)
-			if [ "$db" = sqlite ]; then run "jwks" "$(lua get GET '')" "$base/.well-known/jwks.json"; fi
+			if [ "$db" = sqlite ]; then run "jwks" "$(lua get GET '')" /.well-known/jwks.json; fi
 			;;
 		apikey)
-			run "apikeys/verify ($db)" "$(lua apikey POST '' "Authorization: Bearer $admin" "X-API-Key: $apikey")" "$base/apikeys/verify"
+			run "apikeys/verify ($db)" "$(lua apikey POST '' "Authorization: Bearer $admin" "X-API-Key: $apikey")" /apikeys/verify
 			;;
 		*)
 			echo "wrk.sh: unknown endpoint $ep (cc, introspect, discovery, jwks, apikey)" >&2
@@ -187,6 +236,6 @@ for db in "${dbs[@]}"; do
 			;;
 		esac
 	done
-	kill -INT "${pids[-1]}" && wait "${pids[-1]}" 2>/dev/null || true
-	unset 'pids[-1]'
+	for pid in "${pids[@]}"; do kill -INT "$pid" && wait "$pid" 2>/dev/null || true; done
+	pids=()
 done

@@ -27,7 +27,7 @@ var settings = map[string]bool{
 var serveSettings = map[string]bool{
 	"addr": true, "issuer": true, "tls-cert": true, "tls-key": true, "key-rotation": true,
 	"apikey-grace": true, "audit-retention": true, "housekeeping-interval": true, "access-token-ttl": true, "secret-grace": true,
-	"admin-token": true, "registration-token": true, "redis": true,
+	"admin-token": true, "registration-token": true, "redis": true, "db-max-conns": true,
 }
 
 // isSetting reports whether flag name of fs may come from the environment

@@ -74,6 +74,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	secretGrace := fs.Duration("secret-grace", 24*time.Hour, "how long a client's old secret works after rotate-secret")
 	adminToken := fs.String("admin-token", "", "bearer `token` for the admin API under /admin/ (at least 32 characters; unset: disabled); prefer GATEHOUSE_ADMIN_TOKEN")
 	regToken := fs.String("registration-token", "", "initial access `token` for Dynamic Client Registration at /register (at least 32 characters; unset: disabled); prefer GATEHOUSE_REGISTRATION_TOKEN")
+	dbMaxConns := fs.Int("db-max-conns", 0, "PostgreSQL: the most database connections this process holds (0: 4 per CPU, at least 8); replicas × this must stay under the server's max_connections")
 	redisURL := fs.String("redis", "", "Redis `URL` (redis://[:password@]host:port/db) to share rate limits and login throttling across replicas (unset: per process)")
 	if err := parse(fs, e, args); err != nil {
 		return err
@@ -93,6 +94,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	cfg.AuditRetention = *auditRetention
 	cfg.HousekeepingInterval = *housekeeping
 	cfg.RedisURL = *redisURL
+	if *dbMaxConns < 0 {
+		return fmt.Errorf("%w: --db-max-conns must not be negative", ErrUsage)
+	}
+	cfg.DBMaxConns = *dbMaxConns
 	cfg.AccessTokenTTL, cfg.SecretGrace = *accessTTL, *secretGrace
 	for name, tok := range map[string]string{"admin-token": *adminToken, "registration-token": *regToken} {
 		if tok != "" && len(tok) < 32 {

@@ -40,6 +40,10 @@ type Config struct {
 	// DBURL is "sqlite:PATH" or a postgres:// URL. Default: the SQLite
 	// file gatehouse.db in DataDir.
 	DBURL string
+	// DBMaxConns is, on PostgreSQL, the most database connections this
+	// process holds (see store.Options.MaxConns). Zero: the store's
+	// default, four per CPU and at least 8.
+	DBMaxConns int
 	// Secret is the master secret (GATEHOUSE_SECRET). Empty: read or
 	// generate DataDir/master.key.
 	Secret string
@@ -176,7 +180,7 @@ func openStore(ctx context.Context, cfg Config, observe func(string, time.Durati
 		cfg.Logger.Warn("generated a master secret in the data directory; production deployments should set GATEHOUSE_SECRET and keep it safe",
 			"file", filepath.Join(cfg.DataDir, secret.FileName))
 	}
-	st, err := store.Open(ctx, cfg.DBURL, store.Options{Logger: cfg.Logger, Observe: observe})
+	st, err := store.Open(ctx, cfg.DBURL, store.Options{Logger: cfg.Logger, Observe: observe, MaxConns: cfg.DBMaxConns})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open store: %w", err)
 	}

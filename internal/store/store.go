@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -73,6 +74,22 @@ type Options struct {
 	// [OpRead], [OpWrite] or [OpTx]. It is called on the hot path and
 	// must be cheap and safe for concurrent use.
 	Observe func(op string, d time.Duration)
+
+	// MaxConns is, on PostgreSQL, the most connections this process holds
+	// open; requests beyond it wait for a free one. All of them are kept
+	// open while idle (up to 5 minutes), so a busy server does not connect
+	// and disconnect per request. Zero means [DefaultMaxConns]. Each
+	// replica holds its own, so replicas × MaxConns (plus one listener
+	// each) must stay under the server's max_connections. SQLite ignores it.
+	MaxConns int
+}
+
+// DefaultMaxConns returns the default of Options.MaxConns: four connections
+// per CPU the Go runtime may use, at least 8. A PostgreSQL server on the
+// same machine gains nothing from more backends than it has cores to run
+// them; far more would only add context switches and memory.
+func DefaultMaxConns() int {
+	return max(8, 4*runtime.GOMAXPROCS(0))
 }
 
 // Operation classes passed to Options.Observe.
@@ -196,7 +213,15 @@ func Open(ctx context.Context, rawURL string, opt Options) (*Store, error) {
 			s.poll = time.Second
 		}
 		s.db = stdlib.OpenDB(*t.pg)
-		s.db.SetMaxIdleConns(8)
+		n := opt.MaxConns
+		if n <= 0 {
+			n = DefaultMaxConns()
+		}
+		// Idle connections up to the limit stay open: with fewer idle
+		// than open, every burst above the idle count would open and
+		// close a connection (a backend process) per request.
+		s.db.SetMaxOpenConns(n)
+		s.db.SetMaxIdleConns(n)
 		s.db.SetConnMaxIdleTime(5 * time.Minute)
 		if err := s.Ping(ctx); err != nil {
 			s.db.Close()

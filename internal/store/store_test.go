@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -287,5 +290,67 @@ func BenchmarkLastChangePostgres(b *testing.B) {
 		if _, err := s.LastChange(ctx); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestPostgresMaxConns loads one store from 40 goroutines and checks, from
+// pg_stat_activity, that it never holds more than Options.MaxConns
+// connections and keeps them open when idle (no connect per request).
+func TestPostgresMaxConns(t *testing.T) {
+	ctx := testCtx(t)
+	url := storetest.PostgresURL(t)
+	app := "gatehouse-maxconns-" + rand.Text()[:8]
+	s, err := store.Open(ctx, url+"&application_name="+app, store.Options{MaxConns: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	admin, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	backends := func() int {
+		var n int
+		if err := admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var errs atomic.Int64
+	for range 40 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := s.Ping(ctx); err != nil {
+					errs.Add(1)
+				}
+			}
+		})
+	}
+	most := 0
+	for range 20 {
+		time.Sleep(10 * time.Millisecond)
+		most = max(most, backends())
+	}
+	close(stop)
+	wg.Wait()
+	if errs.Load() > 0 {
+		t.Fatalf("%d pings failed", errs.Load())
+	}
+	if most > 3 {
+		t.Errorf("store held %d connections under load, want at most MaxConns = 3", most)
+	}
+	if idle := backends(); idle != 3 {
+		t.Errorf("store holds %d connections after the load, want all 3 kept open", idle)
+	}
+	if n := store.DefaultMaxConns(); n < 8 {
+		t.Errorf("DefaultMaxConns() = %d, want at least 8", n)
 	}
 }

@@ -174,7 +174,7 @@ load() {
 	local d=$1 script=$2 path=$3 out=$4 i p wp=()
 	rm -f "$out".*
 	for i in $(seq "$WRKS"); do
-		wrk -t"$THREADS" -c"$((CONNS / WRKS))" -d"$d" --latency -s "$script" "${bases[$(((i - 1) % REPLICAS))]}$path" >"$out.$i" &
+		${WRK_PREFIX:-} wrk -t"$THREADS" -c"$((CONNS / WRKS))" -d"$d" --latency -s "$script" "${bases[$(((i - 1) % REPLICAS))]}$path" >"$out.$i" &
 		wp+=($!)
 	done
 	for p in "${wp[@]}"; do wait "$p"; done

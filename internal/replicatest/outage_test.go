@@ -1,6 +1,8 @@
 package replicatest
 
 import (
+	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -217,6 +220,10 @@ func TestPostgresOutage(t *testing.T) {
 		}},
 	}
 
+	// The key's creation reaches the server's caches through the change
+	// feed; cut only once the server has applied every change so far, or
+	// it would (rightly) forget a key it could not re-read.
+	feedCaughtUp(t, pgURL, p.base)
 	proxy.cut()
 	cutAt := time.Now()
 	type result struct {
@@ -294,4 +301,32 @@ func TestPostgresOutage(t *testing.T) {
 	})
 	t.Logf("PostgreSQL cut for %v; after it was back: /readyz 200 after %v, first write after %v; a revocation by another process refused %v after it",
 		restored.Sub(cutAt).Round(time.Millisecond), ready.Round(time.Millisecond), write.Round(time.Millisecond), feed.Round(time.Millisecond))
+}
+
+// feedCaughtUp waits until the server at base has applied every change in
+// the store at dbURL to its caches: until its
+// gatehouse_change_feed_applied_seq reaches the store's last change.
+func feedCaughtUp(t *testing.T, dbURL, base string) {
+	t.Helper()
+	db, err := sql.Open("pgx", dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var last int64
+	if err := db.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM changes").Scan(&last); err != nil {
+		t.Fatalf("last change: %v", err)
+	}
+	waitFor(t, 10*time.Second, fmt.Sprintf("the server applies change %d", last), func() bool {
+		a := get(base + "/metrics")
+		for line := range strings.Lines(string(a.body)) {
+			if v, ok := strings.CutPrefix(line, "gatehouse_change_feed_applied_seq "); ok {
+				n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				return err == nil && int64(n) >= last
+			}
+		}
+		return false
+	})
 }

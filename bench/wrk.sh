@@ -27,6 +27,12 @@
 # with REPLICAS=2 WRKS=2: the load generator is the same, only the number
 # of replicas changes.
 #
+# RATE=R replaces wrk (closed loop: each connection sends again as soon as
+# it has an answer, so at saturation latency is in-flight / throughput) by
+# bench/cmd/pacedload (open loop): R requests/s offered over the CONNS
+# connections, each latency measured from when the request was due.
+#   RATE=10000 bench/wrk.sh cc       # p99 at 10,000 grants/s, 64 connections
+#
 # With CPUPROFILE=PREFIX, the first measured run of each endpoint is also
 # recorded with `perf record -g` on the server process (PREFIX.ENDPOINT-DB.perf;
 # read it with `perf report -i FILE --no-children`). perf samples the
@@ -46,6 +52,7 @@ THREADS=${THREADS:-1}
 REPEAT=${REPEAT:-1}
 WARMUP=${WARMUP:-2s}
 REPLICAS=${REPLICAS:-1}
+RATE=${RATE:-}
 WRKS=${WRKS:-1}
 ENDPOINTS=("$@")
 if [ ${#ENDPOINTS[@]} -eq 0 ]; then
@@ -76,6 +83,11 @@ bin=${BIN:-}
 if [ -z "$bin" ]; then
 	(cd "$root" && go build -o "$tmp/gatehouse" ./cmd/gatehouse)
 	bin=$tmp/gatehouse
+fi
+pacedload=
+if [ -n "$RATE" ]; then
+	(cd "$root/bench" && go build -o "$tmp/pacedload" ./cmd/pacedload)
+	pacedload=$tmp/pacedload
 fi
 export GATEHOUSE_SECRET=bench-master-secret-0123456789abcdef
 admin=bench-admin-token-0123456789abcdef
@@ -126,10 +138,17 @@ ready() {
 	exit 1
 }
 
-# lua NAME METHOD BODY HEADER...: writes a wrk script.
+# lua NAME METHOD BODY HEADER...: writes a wrk script, and the same
+# request as pacedload arguments in SCRIPT.args.
 lua() {
 	local f=$tmp/$1.lua method=$2 body=$3
 	shift 3
+	{
+		echo "-method"
+		echo "$method"
+		[ -n "$body" ] && printf '%s\n' -body "$body"
+		for h in "$@"; do printf '%s\n' -H "$h"; done
+	} >"$f.args"
 	{
 		echo "wrk.method = \"$method\""
 		[ -n "$body" ] && echo "wrk.body = \"$body\""
@@ -173,6 +192,12 @@ EOF
 load() {
 	local d=$1 script=$2 path=$3 out=$4 i p wp=()
 	rm -f "$out".*
+	if [ -n "$RATE" ]; then
+		local args=()
+		mapfile -t args <"$script.args"
+		"$pacedload" -label "$label" -url "${bases[0]}$path" -rate "$RATE" -conns "$CONNS" -d "$d" -warmup 0s "${args[@]}" >"$out.1"
+		return
+	fi
 	for i in $(seq "$WRKS"); do
 		${WRK_PREFIX:-} wrk -t"$THREADS" -c"$((CONNS / WRKS))" -d"$d" --latency -s "$script" "${bases[$(((i - 1) % REPLICAS))]}$path" >"$out.$i" &
 		wp+=($!)
@@ -199,14 +224,22 @@ run() {
 			echo "# perf profile of the server: $perf" >&2
 			perf=
 		fi
-		python3 "$tmp/summary.py" "$label" "$avg" "$tmp"/out.*
+		if [ -n "$RATE" ]; then
+			echo "$(cat "$tmp/out.1")  (load $avg)"
+		else
+			python3 "$tmp/summary.py" "$label" "$avg" "$tmp"/out.*
+		fi
 	done
 }
 
 dbs=(sqlite)
 [ -n "${GATEHOUSE_TEST_POSTGRES:-}" ] && dbs+=(postgres)
 [ "$REPLICAS" -gt 1 ] && dbs=(postgres)
-echo "# $(nproc) CPUs, $REPLICAS replica(s), $WRKS x wrk -t$THREADS -c$((CONNS / WRKS)) -d$DURATION, $(go version | cut -d' ' -f3)"
+if [ -n "$RATE" ]; then
+	echo "# $(nproc) CPUs, pacedload $RATE/s over $CONNS connections, -d$DURATION, $(go version | cut -d' ' -f3)"
+else
+	echo "# $(nproc) CPUs, $REPLICAS replica(s), $WRKS x wrk -t$THREADS -c$((CONNS / WRKS)) -d$DURATION, $(go version | cut -d' ' -f3)"
+fi
 for db in "${dbs[@]}"; do
 	start "$db"
 	basic=$(python3 -c 'import sys,base64,urllib.parse as u; print(base64.b64encode((u.quote(sys.argv[1],safe="")+":"+u.quote(sys.argv[2],safe="")).encode()).decode())' "$id" "$secret")

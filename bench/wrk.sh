@@ -33,6 +33,9 @@
 # connections, each latency measured from when the request was due.
 #   RATE=10000 bench/wrk.sh cc       # p99 at 10,000 grants/s, 64 connections
 #
+# WRK_PREFIX runs wrk under a command, such as WRK_PREFIX='nice -n 10' to
+# see how the scheduling between wrk and the server moves the tail.
+#
 # With CPUPROFILE=PREFIX, the first measured run of each endpoint is also
 # recorded with `perf record -g` on the server process (PREFIX.ENDPOINT-DB.perf;
 # read it with `perf report -i FILE --no-children`). perf samples the

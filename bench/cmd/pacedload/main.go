@@ -18,8 +18,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -32,6 +30,7 @@ import (
 	"time"
 )
 
+// headers collects the repeated -H flags.
 type headers []string
 
 func (h *headers) String() string     { return strings.Join(*h, ", ") }
@@ -49,7 +48,7 @@ func main() {
 	var hdrs headers
 	flag.Var(&hdrs, "H", "request header `Name: value` (repeatable)")
 	flag.Parse()
-	if *target == "" || *rate <= 0 || *conns <= 0 {
+	if *target == "" || *rate <= 0 || *conns <= 0 || *dur < time.Duration(float64(time.Second) / *rate) {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -67,8 +66,8 @@ func main() {
 		MaxConnsPerHost:     *conns,
 		DisableCompression:  true,
 	}, Timeout: 30 * time.Second}
-	send := func(ctx context.Context) (int, error) {
-		req, err := http.NewRequestWithContext(ctx, *method, *target, bytes.NewReader([]byte(*body)))
+	send := func() (int, error) {
+		req, err := http.NewRequest(*method, *target, strings.NewReader(*body))
 		if err != nil {
 			return 0, err
 		}
@@ -100,7 +99,7 @@ func main() {
 				if d := time.Until(at); d > 0 {
 					time.Sleep(d)
 				}
-				code, err := send(context.Background())
+				code, err := send()
 				lat[i] = time.Since(at)
 				if i < skip {
 					continue

@@ -133,7 +133,8 @@ func parse(fs *flag.FlagSet, e *env, args []string) error {
 }
 
 // newLogger returns the structured logger for format "text" or "json" at
-// level "debug", "info", "warn" or "error".
+// level "debug", "info", "warn" or "error". Errors that are only a
+// cancelled context (a client that went away) are logged at debug level.
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
@@ -142,9 +143,9 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lv}
 	switch strings.ToLower(format) {
 	case "text", "":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(canceledQuiet{slog.NewTextHandler(w, opts)}), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(canceledQuiet{slog.NewJSONHandler(w, opts)}), nil
 	default:
 		return nil, fmt.Errorf("%w: --log-format %q: want text or json", ErrUsage, format)
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -106,6 +107,10 @@ var (
 	headerAnyOrigin       = []string{"*"}
 )
 
+// statusClientClosed is recorded (never sent) for a request whose client
+// closed the connection before the answer, as nginx does.
+const statusClientClosed = 499
+
 // instrument wraps the mux: it bounds bodies, sets safe default headers,
 // turns panics into 500s, and records metrics and a debug log line per
 // request. The log names the route pattern and path only: query strings
@@ -133,6 +138,14 @@ func (s *Server) instrument(mux *http.ServeMux) http.Handler {
 			status := sw.status
 			if status == 0 {
 				status = http.StatusOK
+			}
+			if status >= 500 && errors.Is(r.Context().Err(), context.Canceled) {
+				// The client closed the connection before the answer: the
+				// handler's failure is only that (a store call returned
+				// context.Canceled), nobody reads the 500, and counting it
+				// as a server error would page someone for a browser
+				// that navigated away. 499 is the de facto code for it.
+				status = statusClientClosed
 			}
 			route := r.Pattern
 			if route == "" {

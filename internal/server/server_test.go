@@ -553,3 +553,63 @@ func TestHousekeepingPrunesOldAuditAndChanges(t *testing.T) {
 		})
 	}
 }
+
+// TestClientGoneIsNotA500 checks that a request whose client closed the
+// connection while the handler waited (for the store, here for its
+// context) is counted as 499, not as a server error, while a real failure
+// on a connected client stays a 500.
+func TestClientGoneIsNotA500(t *testing.T) {
+	srv, base := start(t, Config{})
+	entered := make(chan struct{}, 1)
+	h := srv.instrument(func() *http.ServeMux {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /wait", func(w http.ResponseWriter, r *http.Request) {
+			entered <- struct{}{}
+			<-r.Context().Done() // a store call returning context.Canceled
+			http.Error(w, "internal error", http.StatusInternalServerError)
+		})
+		mux.HandleFunc("GET /fail", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "internal error", http.StatusInternalServerError)
+		})
+		return mux
+	}())
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/wait", nil)
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	<-entered
+	cancel() // the client goes away: its connection closes
+	if err := <-errc; err == nil {
+		t.Fatal("request succeeded after its context was cancelled")
+	}
+	if resp, err := http.Get(ts.URL + "/fail"); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+
+	deadline := time.Now().Add(5 * time.Second)
+	for metricValue(t, base, `gatehouse_http_requests_total{code="499",route="GET /wait"}`) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /wait: 499 count = %v, want 1 (500 count %v)",
+				metricValue(t, base, `gatehouse_http_requests_total{code="499",route="GET /wait"}`),
+				metricValue(t, base, `gatehouse_http_requests_total{code="500",route="GET /wait"}`))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := metricValue(t, base, `gatehouse_http_requests_total{code="500",route="GET /wait"}`); n != -1 {
+		t.Errorf("GET /wait counted as 500 %v times", n)
+	}
+	if n := metricValue(t, base, `gatehouse_http_requests_total{code="500",route="GET /fail"}`); n != 1 {
+		t.Errorf("GET /fail: 500 count = %v, want 1", n)
+	}
+}

@@ -74,6 +74,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	secretGrace := fs.Duration("secret-grace", 24*time.Hour, "how long a client's old secret works after rotate-secret")
 	adminToken := fs.String("admin-token", "", "bearer `token` for the admin API under /admin/ (at least 32 characters; unset: disabled); prefer GATEHOUSE_ADMIN_TOKEN")
 	regToken := fs.String("registration-token", "", "initial access `token` for Dynamic Client Registration at /register (at least 32 characters; unset: disabled); prefer GATEHOUSE_REGISTRATION_TOKEN")
+	regPrivateJWKS := fs.Bool("registration-allow-private-jwks-uri", false, "let dynamically registered clients name a jwks_uri on a loopback, private or link-local address (development and closed networks only: otherwise registration is a way into the internal network)")
 	dbMaxConns := fs.Int("db-max-conns", 0, "PostgreSQL: the most database connections this process holds (0: 4 per CPU, at least 8); replicas × this must stay under the server's max_connections")
 	redisURL := fs.String("redis", "", "Redis `URL` (redis://[:password@]host:port/db) to share rate limits and login throttling across replicas (unset: per process)")
 	if err := parse(fs, e, args); err != nil {
@@ -105,6 +106,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	cfg.AdminToken, cfg.InitialAccessToken = *adminToken, *regToken
+	cfg.DCRAllowPrivateJWKSURI = *regPrivateJWKS
 	cfg.Issuer = *issuer
 	if cfg.Issuer == "" {
 		scheme := "http"

@@ -182,6 +182,9 @@ func (p *Provider) authenticateAssertion(ctx context.Context, creds credentials,
 		return nil, fail
 	}
 	key, err := keys.Key(ctx, a.kid)
+	if errors.Is(err, errPrivateAddress) {
+		p.log.Warn("client authentication: jwks_uri refused", "client_id", c.ID, "err", err)
+	}
 	if err != nil || !verifySignature(key, a.alg, a.signingInput, a.signature) {
 		return nil, fail
 	}
@@ -213,7 +216,8 @@ func (p *Provider) authenticateAssertion(ctx context.Context, creds credentials,
 }
 
 // clientKeys returns the key set of a private_key_jwt client: its
-// registered JWKS, or its jwks_uri fetched and cached (one cache per URI).
+// registered JWKS, or its jwks_uri fetched and cached (one cache per URI
+// and fetch policy).
 func (p *Provider) clientKeys(c *store.Client) (token.KeySet, error) {
 	if len(c.JWKS) > 0 {
 		keys, err := token.ParseJWKS(c.JWKS)
@@ -225,18 +229,28 @@ func (p *Provider) clientKeys(c *store.Client) (token.KeySet, error) {
 	if c.JWKSURI == "" {
 		return nil, errors.New("no JWKS registered")
 	}
+	client, cacheKey := p.cfg.HTTPClient, "operator "+c.JWKSURI
+	if len(c.RegistrationTokenHash) > 0 && !p.cfg.DCRAllowPrivateJWKSURI {
+		// Registered by whoever holds the initial access token: fetched
+		// from public addresses only (jwksfetch.go). Checked here again
+		// for clients registered before the setting was turned off.
+		if err := checkPublicURI(c.JWKSURI); err != nil {
+			return nil, err
+		}
+		client, cacheKey = p.publicOnly, "registered "+c.JWKSURI
+	}
 	p.remoteMu.Lock()
 	defer p.remoteMu.Unlock()
-	if ks := p.remoteKeys[c.JWKSURI]; ks != nil {
+	if ks := p.remoteKeys[cacheKey]; ks != nil {
 		return ks, nil
 	}
-	ks, err := token.NewRemoteKeySet(token.RemoteKeySetConfig{URL: c.JWKSURI, Client: p.cfg.HTTPClient, Now: p.now})
+	ks, err := token.NewRemoteKeySet(token.RemoteKeySetConfig{URL: c.JWKSURI, Client: client, Now: p.now})
 	if err != nil {
 		return nil, err
 	}
 	if len(p.remoteKeys) >= maxCachedClients {
 		clear(p.remoteKeys)
 	}
-	p.remoteKeys[c.JWKSURI] = ks
+	p.remoteKeys[cacheKey] = ks
 	return ks, nil
 }

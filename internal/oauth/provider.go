@@ -76,6 +76,11 @@ type Config struct {
 	// HTTPClient fetches clients' jwks_uri documents. Default: the token
 	// package's (10 s timeout, no redirects to plain http).
 	HTTPClient *http.Client
+	// DCRAllowPrivateJWKSURI lets dynamically registered clients name a
+	// jwks_uri on a loopback, private or link-local address (see
+	// jwksfetch.go). Off by default: only for development and closed
+	// networks whose initial access token holders are trusted.
+	DCRAllowPrivateJWKSURI bool
 	// APIKeys, if not nil, lets the introspection endpoint answer for API
 	// keys too (see introspectAPIKey).
 	APIKeys APIKeyVerifier
@@ -109,7 +114,8 @@ type Provider struct {
 	caches      []*token.Cache             // the verifiers' caches
 
 	remoteMu   sync.Mutex
-	remoteKeys map[string]*token.RemoteKeySet // client JWKS by jwks_uri
+	remoteKeys map[string]*token.RemoteKeySet // client JWKS by fetch policy and jwks_uri
+	publicOnly *http.Client                   // fetches dynamically registered clients' jwks_uri
 
 	flow *userFlow // login, consent and logout pages
 
@@ -156,6 +162,7 @@ func NewProvider(cfg Config) (*Provider, error) {
 		keys:       liveKeys{cfg.Keys},
 		verifiers:  make(map[string]*token.Verifier),
 		remoteKeys: make(map[string]*token.RemoteKeySet),
+		publicOnly: newPublicOnlyClient(),
 	}
 	p.clients.m = make(map[string]*store.Client)
 	p.revoked.m = make(map[string]int64)

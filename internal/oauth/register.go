@@ -58,6 +58,10 @@ func (p *Provider) serveRegister(w http.ResponseWriter, r *http.Request) {
 		writeTokenError(w, http.StatusBadRequest, errInvalidClientMeta, "rate limits are set by an administrator")
 		return
 	}
+	if oe := p.checkRegisteredJWKSURI(j.JWKSURI); oe != nil {
+		writeError(w, oe)
+		return
+	}
 	out, oe := p.createClient(r.Context(), &j, true)
 	if oe != nil {
 		writeError(w, oe)
@@ -125,6 +129,10 @@ func (p *Provider) serveRegisteredPut(w http.ResponseWriter, r *http.Request, c 
 	// the administrator's: keep them.
 	j.ExchangeAudiences, j.MayImpersonate, j.Gateway = c.ExchangeAudiences, c.MayImpersonate, c.Gateway
 	j.RateLimit = FormatRate(c.RateLimit, c.RateWindow)
+	if oe := p.checkRegisteredJWKSURI(j.JWKSURI); oe != nil {
+		writeError(w, oe)
+		return
+	}
 	updated := *c
 	if err := j.Apply(&updated); err != nil {
 		writeError(w, p.metadataError(err))
@@ -146,4 +154,18 @@ func (p *Provider) serveRegisteredDelete(w http.ResponseWriter, r *http.Request,
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// checkRegisteredJWKSURI refuses, unless the operator allows it, a
+// jwks_uri in a registration that names a non-public address
+// (jwksfetch.go).
+func (p *Provider) checkRegisteredJWKSURI(uri string) *oauthError {
+	if uri == "" || p.cfg.DCRAllowPrivateJWKSURI {
+		return nil
+	}
+	if err := checkPublicURI(uri); err != nil {
+		return &oauthError{http.StatusBadRequest, errInvalidClientMeta,
+			"jwks_uri must name a public host: loopback, private and link-local addresses are not fetched for registered clients"}
+	}
+	return nil
 }

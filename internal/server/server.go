@@ -68,6 +68,9 @@ type Config struct {
 	// InitialAccessToken enables Dynamic Client Registration (RFC 7591)
 	// for callers presenting it. Empty disables it.
 	InitialAccessToken string
+	// DCRAllowPrivateJWKSURI lets dynamically registered clients name a
+	// jwks_uri on a non-public address (oauth.Config).
+	DCRAllowPrivateJWKSURI bool
 
 	// APIKeyFormat is the prefix and environment of API keys: new keys
 	// get it, and only keys of it are accepted. Default "gk", "live".
@@ -314,7 +317,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Issuer: cfg.Issuer, Store: st, Keys: s.keys, Hasher: hasher, Logger: cfg.Logger, Now: cfg.Now,
 		AccessTokenTTL: cfg.AccessTokenTTL, SecretGrace: cfg.SecretGrace,
 		AdminToken: cfg.AdminToken, InitialAccessToken: cfg.InitialAccessToken,
-		APIKeys: s.apikeys, RateLimiter: s.limiter, SharedLimits: s.limits,
+		DCRAllowPrivateJWKSURI: cfg.DCRAllowPrivateJWKSURI,
+		APIKeys:                s.apikeys, RateLimiter: s.limiter, SharedLimits: s.limits,
 	})
 	if err == nil {
 		err = s.oauth.Init(ctx)

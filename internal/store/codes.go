@@ -48,8 +48,9 @@ func (s *Store) CreateAuthCode(ctx context.Context, c AuthCode) error {
 	if err := s.checkAuthCode(&c); err != nil {
 		return fmt.Errorf("store: create code: %w", err)
 	}
-	if _, err := s.exec(ctx, insertAuthCode, authCodeArgs(c)...); err != nil {
-		return fmt.Errorf("store: create code: %w", mapUserRef(err))
+	// Not waiting for the disk, as CreateAuthCodeWithConsent.
+	if err := mapUserRef(s.relaxedExec(ctx, insertAuthCode, authCodeArgs(c)...)); err != nil {
+		return fmt.Errorf("store: create code: %w", err)
 	}
 	return nil
 }
@@ -88,7 +89,10 @@ func (s *Store) CreateAuthCodeWithConsent(ctx context.Context, c AuthCode, con C
 	if con.UserID != c.UserID || con.ClientID != c.ClientID {
 		return fmt.Errorf("store: create code: %w: consent of another user or client", ErrInvalid)
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	// An unredeemed code or a remembered consent lost in a machine crash
+	// means asking the user again; the redemption is what must be durable
+	// (it is, and it makes this commit durable too): see relaxedTx.
+	err := s.relaxedTx(ctx, func(tx *sql.Tx) error {
 		if _, err := s.txExec(ctx, tx, upsertConsent, con.UserID, con.ClientID, encodeScopeList(con.Scopes), millis(c.CreatedAt)); err != nil {
 			return mapUserRef(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -147,6 +148,73 @@ func TestMapErr(t *testing.T) {
 			}
 			if tc.err != nil && !errors.Is(got, tc.err) && !errors.Is(tc.err, sql.ErrNoRows) {
 				t.Errorf("mapErr(%v) = %v, does not wrap the original", tc.err, got)
+			}
+		})
+	}
+}
+
+// TestRelaxedTx checks that relaxedTx lowers the durability setting on
+// SQLite for its own transaction only: the connection it used commits
+// durably again afterwards, whether the transaction committed or failed.
+// On PostgreSQL it is an ordinary, durable transaction.
+func TestRelaxedTx(t *testing.T) {
+	ctx := t.Context()
+	urls := map[string]string{"sqlite": "sqlite:" + filepath.Join(t.TempDir(), "r.db")}
+	if pg := os.Getenv("GATEHOUSE_TEST_POSTGRES"); pg != "" {
+		urls["postgres"] = pg
+	}
+	for name, u := range urls {
+		t.Run(name, func(t *testing.T) {
+			s, err := Open(ctx, u, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			s.db.SetMaxOpenConns(1) // every statement below runs on the one connection
+			setting := func(q interface {
+				QueryRowContext(context.Context, string, ...any) *sql.Row
+			}) string {
+				t.Helper()
+				query := "PRAGMA synchronous" // 2 FULL, 1 NORMAL
+				if name == "postgres" {
+					query = "SHOW synchronous_commit"
+				}
+				var v string
+				if err := q.QueryRowContext(ctx, query).Scan(&v); err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+			durable, relaxed := "2", "1"
+			if name == "postgres" {
+				durable, relaxed = "on", "on"
+			}
+			if got := setting(s.db); got != durable {
+				t.Fatalf("before: %s, want %s", got, durable)
+			}
+			fail := errors.New("fail")
+			for _, result := range []error{nil, fail} {
+				err := s.relaxedTx(ctx, func(tx *sql.Tx) error {
+					if got := setting(tx); got != relaxed {
+						t.Errorf("inside relaxedTx: %s, want %s", got, relaxed)
+					}
+					return result
+				})
+				if !errors.Is(err, result) {
+					t.Errorf("relaxedTx returned %v, want %v", err, result)
+				}
+				if got := setting(s.db); got != durable {
+					t.Errorf("after relaxedTx (%v): %s, want %s", result, got, durable)
+				}
+			}
+			// An ordinary transaction on the same connection is durable.
+			if err := s.tx(ctx, func(tx *sql.Tx) error {
+				if got := setting(tx); got != durable {
+					t.Errorf("inside tx: %s, want %s", got, durable)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}

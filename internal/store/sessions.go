@@ -34,18 +34,20 @@ func (s *Store) CreateSession(ctx context.Context, sess Session) error {
 	if sess.CreatedAt.IsZero() {
 		sess.CreatedAt = s.now()
 	}
-	// One statement, no transaction: the foreign key on user_id refuses
-	// an unknown user, atomically with the insert.
-	_, err := s.exec(ctx,
-		"INSERT INTO sessions (id_hash, user_id, auth_time, created_at, expires_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+	// One statement: the foreign key on user_id refuses an unknown user,
+	// atomically with the insert. A session lost in a machine crash means
+	// signing in again, so its commit does not wait for the disk
+	// (relaxedTx).
+	err := mapUserRef(s.relaxedExec(ctx, insertSession,
 		sess.IDHash, sess.UserID, millis(sess.AuthTime), millis(sess.CreatedAt), millis(sess.ExpiresAt),
-		truncateUTF8(sess.UserAgent, maxSessionUserAgent), truncateUTF8(sess.IP, maxSessionIP))
-	err = mapUserRef(err)
+		truncateUTF8(sess.UserAgent, maxSessionUserAgent), truncateUTF8(sess.IP, maxSessionIP)))
 	if err != nil {
 		return fmt.Errorf("store: create session: %w", err)
 	}
 	return nil
 }
+
+const insertSession = "INSERT INTO sessions (id_hash, user_id, auth_time, created_at, expires_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)"
 
 // Session returns the session whose ID hashes to idHash if it has not
 // expired by now, or an error wrapping [ErrNotFound].

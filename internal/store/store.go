@@ -21,6 +21,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -415,6 +416,76 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return mapErr(err)
 	}
 	return mapErr(tx.Commit())
+}
+
+// relaxedTx is [Store.tx] for records whose loss in a machine crash costs
+// a user one more click and no security property: a login session, an
+// authorization code not yet redeemed, a remembered consent. On SQLite its
+// commit does not wait for the disk (synchronous=NORMAL for this
+// transaction), which saves one flush per sign-in and per consent (0.1-0.4
+// ms each, measured in BENCHMARKS.md). Nothing is lost when the process
+// alone crashes: the commit is in the operating system's cache. A power
+// loss or kernel crash can lose such commits made since the last durable
+// one, never a later one: the WAL is written in order, so the next durable
+// commit (a code redemption, a revocation, every other write) makes every
+// earlier relaxed commit durable too, and a redeemed code's record can
+// never outlive its creation.
+//
+// On PostgreSQL it is [Store.tx]: synchronous_commit=off was measured
+// there and saved nothing, since its extra statement costs a round trip
+// and the next durable commit then flushes the deferred WAL.
+func (s *Store) relaxedTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if s.dialect == DialectPostgres {
+		return s.tx(ctx, fn)
+	}
+	if s.opt.Observe != nil {
+		defer s.observe(OpTx, time.Now())
+	}
+	unlock, err := s.lockWrite(ctx)
+	if err != nil {
+		return mapErr(err)
+	}
+	defer unlock()
+	// synchronous is a setting of the connection: take one from the pool,
+	// lower it for this transaction, and raise it again before the
+	// connection goes back. If raising it fails, the connection is
+	// discarded rather than left to make other commits non-durable.
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return mapErr(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		return mapErr(err)
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = FULL"); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return mapErr(err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return mapErr(err)
+	}
+	return mapErr(tx.Commit())
+}
+
+// relaxedExec runs one statement as [Store.relaxedTx] does on SQLite; on
+// PostgreSQL it is [Store.exec] (one round trip, no transaction).
+func (s *Store) relaxedExec(ctx context.Context, query string, args ...any) error {
+	if s.dialect == DialectPostgres {
+		_, err := s.exec(ctx, query, args...)
+		return err
+	}
+	return s.relaxedTx(ctx, func(tx *sql.Tx) error {
+		_, err := s.txExec(ctx, tx, query, args...)
+		return err
+	})
 }
 
 // maxStmts bounds the prepared-statement cache. Every cached query is a

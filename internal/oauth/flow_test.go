@@ -837,3 +837,42 @@ func TestDiscoveryListsBrowserFlow(t *testing.T) {
 		t.Errorf("grant_types_supported %v lists a refused grant", md.GrantTypesSupported)
 	}
 }
+
+// TestLoginRotatesCSRFCookie checks that signing in replaces the CSRF
+// cookie: a value planted in the browser beforehand, with the token the
+// planter fetched for it, no longer passes the check afterwards.
+func TestLoginRotatesCSRFCookie(t *testing.T) {
+	e := newFlowEnv(t, nil, nil)
+	issuer, _ := url.Parse(e.issuer)
+	csrfCookie := func(b *browser) string {
+		for _, c := range b.hc.Jar.Cookies(issuer) {
+			if c.Name == e.p.flow.csrfCookie {
+				return c.Value
+			}
+		}
+		return ""
+	}
+	attacker := e.browser(t)
+	plantedForm := attacker.get(LoginPath).hidden()
+	planted := csrfCookie(attacker)
+	if planted == "" || plantedForm.Get("csrf_token") == "" {
+		t.Fatal("the login page set no CSRF cookie or token")
+	}
+
+	victim := e.browser(t)
+	victim.hc.Jar.SetCookies(issuer, []*http.Cookie{{Name: e.p.flow.csrfCookie, Value: planted, Path: "/"}})
+	if pg := victim.login(victim.get(LoginPath), "ada", testPassword); pg.status != http.StatusOK {
+		t.Fatalf("login: %d", pg.status)
+	}
+	if now := csrfCookie(victim); now == "" || now == planted {
+		t.Fatalf("CSRF cookie after login = %q, want a new value", now)
+	}
+	plantedForm.Set("username", "ada")
+	plantedForm.Set("password", testPassword)
+	if got := victim.post(LoginPath, plantedForm); got.status != http.StatusForbidden {
+		t.Errorf("form with the planted token after login: %d, want 403", got.status)
+	}
+	if got := victim.login(victim.get(LoginPath), "ada", testPassword); got.status != http.StatusOK {
+		t.Errorf("form from a page after login: %d, want 200", got.status)
+	}
+}

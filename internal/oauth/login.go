@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/password"
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/internal/web"
 )
@@ -145,6 +146,10 @@ func (p *Provider) serveLogin(w http.ResponseWriter, r *http.Request) {
 		p.renderError(w, http.StatusInternalServerError, errServerError, "The server could not handle the request. Please try again later.")
 		return
 	}
+	// A new CSRF cookie too: a value planted in the browser before the
+	// sign-in (a cookie set by a sibling host over http), with a token the
+	// planter fetched for it, is worthless for the forms of the session.
+	p.setCookie(w, p.flow.csrfCookie, secret.RandomString(32), 0)
 	p.log.Info("login", "user_id", u.ID)
 	p.loginAudit.add(store.AuditEvent{At: p.now(), Actor: "user:" + u.ID, Event: EventLoginSuccess, Target: u.ID,
 		Outcome: "success", SourceIP: clientIP(r)})

@@ -193,13 +193,14 @@ func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, familyID string
 			return err
 		}
 		_, err = s.txExec(ctx, tx,
-			`INSERT INTO refresh_families (id, client_id, user_id, scopes, auth_time, created_at, revoked_at)
-			 VALUES ($1, $2, $3, $4, $5, $6, 0)`,
-			familyID, c.ClientID, c.UserID, encodeScopeList(c.Scopes), millis(c.AuthTime), millis(now))
+			`INSERT INTO refresh_families (id, client_id, user_id, scopes, auth_time, created_at, revoked_at, expires_at)
+			 VALUES ($1, $2, $3, $4, $5, $6, 0, $7)`,
+			familyID, c.ClientID, c.UserID, encodeScopeList(c.Scopes), millis(c.AuthTime), millis(now),
+			millis(issuedExpiry(rt, at)))
 		if err != nil {
 			return err
 		}
-		return s.insertIssuedTx(ctx, tx, familyID, rt, at, now)
+		return s.insertTokensTx(ctx, tx, familyID, rt, at, now)
 	})
 	if err == nil && replay {
 		err = fmt.Errorf("%w: authorization code used twice; its tokens are revoked", ErrReplay)

@@ -53,7 +53,10 @@ type prune struct {
 // families' access-token IDs are useless once expired (an expired refresh
 // token is refused before replay detection, and only unexpired access
 // tokens go on the denylist); a family goes when nothing is left in it,
-// which deletes its last rows by cascade if one was added meanwhile.
+// which deletes its last rows by cascade if one was added meanwhile. Only
+// families past their expires_at (when the last thing issued in them
+// expires, kept by every insert) are looked at, through an index, so the
+// run costs what has expired, not what is live.
 var (
 	loginPrunes = []prune{
 		{"auth_codes", "hash", "expires_at < $1"},
@@ -62,7 +65,7 @@ var (
 	refreshPrunes = []prune{
 		{"refresh_tokens", "hash", "expires_at < $1"},
 		{"family_access_tokens", "jti", "expires_at < $1"},
-		{"refresh_families", "id", "created_at < $1" +
+		{"refresh_families", "id", "expires_at < $1" +
 			" AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = refresh_families.id)" +
 			" AND NOT EXISTS (SELECT 1 FROM family_access_tokens a WHERE a.family_id = refresh_families.id)"},
 	}

@@ -145,7 +145,21 @@ func (s *Store) familyForUpdate(ctx context.Context, tx *sql.Tx, id string) (Ref
 	return scanFamily(tx.QueryRowContext(ctx, q, id))
 }
 
+// insertIssuedTx records rt (if not nil) and at in the family familyID and
+// extends the family's expires_at to cover them.
 func (s *Store) insertIssuedTx(ctx context.Context, tx *sql.Tx, familyID string, rt *RefreshToken, at IssuedToken, now time.Time) error {
+	if err := s.insertTokensTx(ctx, tx, familyID, rt, at, now); err != nil {
+		return err
+	}
+	// The family's expires_at bounds what is in it, for housekeeping.
+	_, err := s.txExec(ctx, tx, "UPDATE refresh_families SET expires_at = $1 WHERE id = $2 AND expires_at < $1",
+		millis(issuedExpiry(rt, at)), familyID)
+	return err
+}
+
+// insertTokensTx records rt (if not nil) and at in the family familyID,
+// whose expires_at the caller has set to cover them.
+func (s *Store) insertTokensTx(ctx context.Context, tx *sql.Tx, familyID string, rt *RefreshToken, at IssuedToken, now time.Time) error {
 	if rt != nil {
 		rt.FamilyID, rt.CreatedAt = familyID, now
 		_, err := s.txExec(ctx, tx,
@@ -158,6 +172,14 @@ func (s *Store) insertIssuedTx(ctx context.Context, tx *sql.Tx, familyID string,
 	_, err := s.txExec(ctx, tx, "INSERT INTO family_access_tokens (jti, family_id, expires_at) VALUES ($1, $2, $3)",
 		at.ID, familyID, millis(at.ExpiresAt))
 	return err
+}
+
+// issuedExpiry is when the later of rt (if any) and at expires.
+func issuedExpiry(rt *RefreshToken, at IssuedToken) time.Time {
+	if rt != nil && rt.ExpiresAt.After(at.ExpiresAt) {
+		return rt.ExpiresAt
+	}
+	return at.ExpiresAt
 }
 
 // RotateRefreshToken exchanges the refresh token whose hash is oldHash for

@@ -105,6 +105,15 @@ func (ts *testServer) signIn(t *testing.T, username, pw string) *browser {
 	if status != http.StatusSeeOther || h.Get("Location") != "/console" {
 		t.Fatalf("sign in as %s: status %d, Location %q", username, status, h.Get("Location"))
 	}
+	// Signing in replaces the CSRF cookie (as Django's login does): take
+	// the token from a page rendered after it, as a browser would (the
+	// password page: every signed-in user may see it).
+	status, _, body := b.get(oauth.PasswordPath)
+	m := csrfRE.FindStringSubmatch(body)
+	if status != http.StatusOK || m == nil {
+		t.Fatalf("password page after sign-in: status %d, no CSRF token", status)
+	}
+	b.csrf = m[1]
 	return b
 }
 

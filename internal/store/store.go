@@ -407,7 +407,15 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return mapErr(err)
 	}
 	defer unlock()
-	tx, err := s.db.BeginTx(ctx, nil)
+	return runTx(ctx, s.db, fn)
+}
+
+// runTx begins a transaction on b (the pool or one connection of it), runs
+// fn in it, and commits if fn returns nil, else rolls back.
+func runTx(ctx context.Context, b interface {
+	BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error)
+}, fn func(*sql.Tx) error) error {
+	tx, err := b.BeginTx(ctx, nil)
 	if err != nil {
 		return mapErr(err)
 	}
@@ -464,15 +472,7 @@ func (s *Store) relaxedTx(ctx context.Context, fn func(*sql.Tx) error) error {
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}()
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return mapErr(err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return mapErr(err)
-	}
-	return mapErr(tx.Commit())
+	return runTx(ctx, conn, fn)
 }
 
 // relaxedExec runs one statement as [Store.relaxedTx] does on SQLite; on

@@ -8,13 +8,13 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/oauth"
+	"github.com/gatehouse-dev/gatehouse/internal/proctest"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 )
 
@@ -48,7 +48,7 @@ func TestGatewayRevocationAcrossProcesses(t *testing.T) {
 
 	addr := freeAddr(t)
 	srv := p.serveAt("serve", addr, "http://"+addr)
-	srv.wait(t)
+	srv.Wait(t)
 
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "upstream ok")
@@ -63,13 +63,12 @@ func TestGatewayRevocationAcrossProcesses(t *testing.T) {
 	gwAddr := freeAddr(t)
 	cfg := fmt.Sprintf("listen = %q\nissuer = %q\naudience = %q\nclient_id = %q\nclient_secret_file = %q\n\n"+
 		"[[route]]\npath = \"/orders/\"\nupstream = %q\naudience = %q\nall_of = [\"orders:read\"]\n",
-		gwAddr, srv.base, api, gwc.ClientID, secretFile, up.URL, internal)
+		gwAddr, srv.Base, api, gwc.ClientID, secretFile, up.URL, internal)
 	cfgFile := filepath.Join(dir, "gateway.toml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	gw := exec.Command(p.exe, "gateway", "--config", cfgFile, "--log-format", "json")
-	gw.Env = append(p.env, envLifeline+"=1")
+	gw := proctest.Command(t, append(p.env, proctest.EnvLifeline+"=1"), "gateway", "--config", cfgFile, "--log-format", "json")
 	stdin, err := gw.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +113,7 @@ func TestGatewayRevocationAcrossProcesses(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	jwt := procClientToken(t, srv.base, app)
+	jwt := procClientToken(t, srv.Base, app)
 	deadline := time.Now().Add(30 * time.Second)
 	for call("Authorization", "Bearer "+jwt) != http.StatusOK {
 		if time.Now().After(deadline) {
@@ -145,7 +144,7 @@ func TestGatewayRevocationAcrossProcesses(t *testing.T) {
 	p.run("apikey", "revoke", key.ID)
 	waitRefused("API key revoked by the CLI", "X-API-Key", key.Key, time.Now())
 
-	procRevoke(t, srv.base, app, jwt)
+	procRevoke(t, srv.Base, app, jwt)
 	waitRefused("JWT revoked at the server", "Authorization", "Bearer "+jwt, time.Now())
 
 	for _, secret := range []string{jwt, key.Key, gwc.ClientSecret} {

@@ -54,14 +54,14 @@ type ledger struct {
 func killCycles(t *testing.T, c *cluster, cycles int) {
 	p := c.serve("gatehouse-0")
 	createFlowUser(c)
-	flowClient := createClient(t, p.base, codeFlowClientBody)
-	m2m := createClient(t, p.base, ccClientBody)
+	flowClient := createClient(t, p.Base, codeFlowClientBody)
+	m2m := createClient(t, p.Base, ccClientBody)
 	l := &ledger{keys: map[string]apiKey{}, revoked: map[string]bool{}, pending: map[string]bool{}}
 	const nChains = 3
-	b := newBrowser(t, p.base, 1)
+	b := newBrowser(t, p.Base, 1)
 	for range nChains {
 		code, verifier, _ := b.authorize(flowClient)
-		tk, a := exchangeCode(p.base, flowClient, code, verifier)
+		tk, a := exchangeCode(p.Base, flowClient, code, verifier)
 		if a.status != http.StatusOK {
 			t.Fatalf("code exchange: %v", a)
 		}
@@ -72,22 +72,22 @@ func killCycles(t *testing.T, c *cluster, cycles int) {
 	for cycle := range cycles {
 		ctx, stop := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
-		base := p.base
+		base := p.Base
 		for w := range 6 {
 			wg.Go(func() { loadWorker(ctx, w, base, l, flowClient, m2m) })
 		}
 		time.Sleep(time.Duration(300+rand.IntN(900)) * time.Millisecond)
-		p.kill9(t, stop)
+		p.Kill9(t, stop)
 		wg.Wait()
 
 		started := time.Now()
 		p = c.serve(fmt.Sprintf("gatehouse-%d", cycle+1))
 		restart := time.Since(started)
 		restarts = append(restarts, restart)
-		if a := get(p.base + "/readyz"); a.status != http.StatusOK {
+		if a := get(p.Base + "/readyz"); a.status != http.StatusOK {
 			t.Fatalf("cycle %d: /readyz after restart: %v", cycle, a)
 		}
-		checkLedger(t, cycle, p.base, l, flowClient, m2m)
+		checkLedger(t, cycle, p.Base, l, flowClient, m2m)
 		l.mu.Lock()
 		t.Logf("cycle %d: acknowledged so far: %d keys, %d key revocations, %d clients, %d token revocations, %d rotations (%d requests unanswered); restart took %v",
 			cycle, len(l.keys), len(l.revoked), len(l.clients), len(l.deadTokens), l.rotations, l.unconfirmed, restart.Round(time.Millisecond))

@@ -1,19 +1,18 @@
 package replicatest
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/proctest"
 )
 
 const (
@@ -25,8 +24,7 @@ const (
 // directory and one master secret.
 type cluster struct {
 	t      *testing.T
-	exe    string
-	env    []string
+	env    []string // settings of every process
 	db     string
 	data   string
 	issuer string // --issuer of every serve process; empty: each its own address
@@ -34,27 +32,13 @@ type cluster struct {
 
 func newCluster(t *testing.T, db string) *cluster {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatalf("cannot re-execute the test binary: %v", err)
-	}
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "GATEHOUSE_") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, envAsCLI+"=1", "GATEHOUSE_SECRET="+masterSecret,
-		"GATEHOUSE_ADMIN_TOKEN="+adminToken, "GATEHOUSE_LOG_FORMAT=json")
-	return &cluster{t: t, exe: exe, env: env, db: db, data: t.TempDir()}
+	env := []string{"GATEHOUSE_SECRET=" + masterSecret, "GATEHOUSE_ADMIN_TOKEN=" + adminToken, "GATEHOUSE_LOG_FORMAT=json"}
+	return &cluster{t: t, env: env, db: db, data: t.TempDir()}
 }
 
 // command returns a gatehouse command line on the cluster's store.
 func (c *cluster) command(args ...string) *exec.Cmd {
-	args = append(args, "--db", c.db, "--data", c.data)
-	cmd := exec.Command(c.exe, args...)
-	cmd.Env = c.env
-	return cmd
+	return proctest.Command(c.t, c.env, append(args, "--db", c.db, "--data", c.data)...)
 }
 
 // run runs one gatehouse command to completion with stdin as its input
@@ -70,130 +54,25 @@ func (c *cluster) run(stdin string, args ...string) string {
 	return stdout.String()
 }
 
-// proc is a running `gatehouse serve` process.
-type proc struct {
-	name  string
-	base  string // http://addr, once ready
-	cmd   *exec.Cmd
-	stdin io.Closer
-	ready chan string
-	done  chan struct{}
-	err   error // exit status, once done is closed
-
-	mu  sync.Mutex
-	log bytes.Buffer
-
-	stopOnce sync.Once
-}
-
 // serve starts `gatehouse serve` on a free loopback port with extra
 // arguments and waits until it is ready. The process is stopped when the
 // test ends.
-func (c *cluster) serve(name string, extra ...string) *proc {
+func (c *cluster) serve(name string, extra ...string) *proctest.Proc {
 	c.t.Helper()
 	p := c.start(name, extra...)
-	p.wait(c.t)
+	p.Wait(c.t)
 	return p
 }
 
 // start starts `gatehouse serve` without waiting for it.
-func (c *cluster) start(name string, extra ...string) *proc {
+func (c *cluster) start(name string, extra ...string) *proctest.Proc {
 	c.t.Helper()
-	args := []string{"serve", "--addr", "127.0.0.1:0"}
-	if c.issuer != "" {
-		args = append(args, "--issuer", c.issuer)
-	} else {
-		args = append(args, "--issuer", "http://127.0.0.1")
+	issuer := c.issuer
+	if issuer == "" {
+		issuer = "http://127.0.0.1"
 	}
-	cmd := c.command(append(args, extra...)...)
-	cmd.Env = append(cmd.Env, envLifeline+"=1")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		c.t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, stdin: stdin, ready: make(chan string, 1), done: make(chan struct{})}
-	c.t.Cleanup(func() {
-		p.stop()
-		if c.t.Failed() {
-			c.t.Logf("%s log:\n%s", name, p.logText())
-		}
-	})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			p.mu.Lock()
-			p.log.Write(line)
-			p.log.WriteByte('\n')
-			p.mu.Unlock()
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "gatehouse ready" {
-				select {
-				case p.ready <- rec.Addr:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, stderr)
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p
-}
-
-// wait waits until the process has logged that it is ready.
-func (p *proc) wait(t *testing.T) {
-	t.Helper()
-	select {
-	case addr := <-p.ready:
-		p.base = "http://" + addr
-	case <-p.done:
-		t.Fatalf("%s exited before it was ready: %v\n%s", p.name, p.err, p.logText())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s not ready after 30s", p.name)
-	}
-}
-
-func (p *proc) logText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-// stop closes the lifeline so the process shuts down gracefully, and kills
-// it if it has not exited 10 s later.
-func (p *proc) stop() {
-	p.stopOnce.Do(func() {
-		p.stdin.Close()
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-}
-
-// kill9 sends SIGKILL, calls then (to stop the load at once) and waits
-// for the process to be gone.
-func (p *proc) kill9(t *testing.T, then func()) {
-	t.Helper()
-	p.stopOnce.Do(func() {
-		if err := p.cmd.Process.Kill(); err != nil {
-			t.Errorf("kill %s: %v", p.name, err)
-		}
-		then()
-		<-p.done
-		p.stdin.Close()
-	})
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--issuer", issuer}, extra...)
+	return proctest.Start(c.t, name, c.command(args...))
 }
 
 // client is the HTTP client of the tests: no redirects followed, a

@@ -155,34 +155,34 @@ func TestPostgresOutage(t *testing.T) {
 	direct := newCluster(t, pgURL) // the CLI, past the proxy
 	direct.data = c.data
 
-	m2m := createClient(t, p.base, ccClientBody)
-	flowClient := createClient(t, p.base, codeFlowClientBody)
+	m2m := createClient(t, p.Base, ccClientBody)
+	flowClient := createClient(t, p.Base, codeFlowClientBody)
 	createFlowUser(c)
-	b := newBrowser(t, p.base, 1)
+	b := newBrowser(t, p.Base, 1)
 	code, verifier, _ := b.authorize(flowClient)
-	flow, a := exchangeCode(p.base, flowClient, code, verifier)
+	flow, a := exchangeCode(p.Base, flowClient, code, verifier)
 	if a.status != http.StatusOK {
 		t.Fatalf("code exchange: %v", a)
 	}
 	var key apiKey
-	if a := adminJSON("POST", p.base+"/admin/apikeys", `{"name":"cached","owner":"svc","scopes":["read"]}`); a.status != http.StatusCreated || !a.json(&key) {
+	if a := adminJSON("POST", p.Base+"/admin/apikeys", `{"name":"cached","owner":"svc","scopes":["read"]}`); a.status != http.StatusCreated || !a.json(&key) {
 		t.Fatalf("create API key: %v", a)
 	}
-	if ok, a := verifyKey(p.base, key.Key); !ok {
+	if ok, a := verifyKey(p.Base, key.Key); !ok {
 		t.Fatalf("verify the new key: %v", a)
 	}
-	at, a := clientCredentials(p.base, m2m)
+	at, a := clientCredentials(p.Base, m2m)
 	if at == "" {
 		t.Fatalf("client credentials: %v", a)
 	}
 
 	probes := []probe{
-		{"readyz", http.StatusServiceUnavailable, func() answer { return get(p.base + "/readyz") }},
-		{"healthz", http.StatusOK, func() answer { return get(p.base + "/healthz") }},
-		{"jwks", http.StatusOK, func() answer { return get(p.base + "/.well-known/jwks.json") }},
-		{"discovery", http.StatusOK, func() answer { return get(p.base + "/.well-known/openid-configuration") }},
+		{"readyz", http.StatusServiceUnavailable, func() answer { return get(p.Base + "/readyz") }},
+		{"healthz", http.StatusOK, func() answer { return get(p.Base + "/healthz") }},
+		{"jwks", http.StatusOK, func() answer { return get(p.Base + "/.well-known/jwks.json") }},
+		{"discovery", http.StatusOK, func() answer { return get(p.Base + "/.well-known/openid-configuration") }},
 		{"verify cached API key", http.StatusOK, func() answer {
-			ok, a := verifyKey(p.base, key.Key)
+			ok, a := verifyKey(p.Base, key.Key)
 			if a.status == http.StatusOK && !ok {
 				a.status = 0
 				a.err = errors.New("cached key refused")
@@ -190,20 +190,20 @@ func TestPostgresOutage(t *testing.T) {
 			return a
 		}},
 		{"create API key", http.StatusServiceUnavailable, func() answer {
-			return adminJSON("POST", p.base+"/admin/apikeys", `{"name":"during","owner":"svc","scopes":["read"]}`)
+			return adminJSON("POST", p.Base+"/admin/apikeys", `{"name":"during","owner":"svc","scopes":["read"]}`)
 		}},
 		{"create client", http.StatusServiceUnavailable, func() answer {
-			return adminJSON("POST", p.base+"/admin/clients", ccClientBody)
+			return adminJSON("POST", p.Base+"/admin/clients", ccClientBody)
 		}},
 		{"refresh", http.StatusServiceUnavailable, func() answer {
-			_, a := refresh(p.base, flowClient, flow.RefreshToken)
+			_, a := refresh(p.Base, flowClient, flow.RefreshToken)
 			return a
 		}},
 		// A known client's grant needs no store: clients are cached and
 		// JWT access tokens are signed in memory.
-		{"client credentials", http.StatusOK, func() answer { _, a := clientCredentials(p.base, m2m); return a }},
+		{"client credentials", http.StatusOK, func() answer { _, a := clientCredentials(p.Base, m2m); return a }},
 		{"introspect JWT", http.StatusOK, func() answer {
-			a := postForm(p.base+"/introspect", url.Values{"token": {at}}, m2m.ID, m2m.Secret)
+			a := postForm(p.Base+"/introspect", url.Values{"token": {at}}, m2m.ID, m2m.Secret)
 			var v struct{ Active bool }
 			if a.status == http.StatusOK && (!a.json(&v) || !v.Active) {
 				a.status = 0
@@ -212,10 +212,10 @@ func TestPostgresOutage(t *testing.T) {
 			return a
 		}},
 		{"revoke refresh token", http.StatusServiceUnavailable, func() answer {
-			return postForm(p.base+"/revoke", url.Values{"token": {flow.RefreshToken}}, flowClient.ID, flowClient.Secret)
+			return postForm(p.Base+"/revoke", url.Values{"token": {flow.RefreshToken}}, flowClient.ID, flowClient.Secret)
 		}},
 		{"code exchange", http.StatusServiceUnavailable, func() answer {
-			_, a := exchangeCode(p.base, flowClient, "some-code-value", verifier)
+			_, a := exchangeCode(p.Base, flowClient, "some-code-value", verifier)
 			return a
 		}},
 	}
@@ -223,7 +223,7 @@ func TestPostgresOutage(t *testing.T) {
 	// The key's creation reaches the server's caches through the change
 	// feed; cut only once the server has applied every change so far, or
 	// it would (rightly) forget a key it could not re-read.
-	feedCaughtUp(t, pgURL, p.base)
+	feedCaughtUp(t, pgURL, p.Base)
 	proxy.cut()
 	cutAt := time.Now()
 	type result struct {
@@ -284,19 +284,19 @@ func TestPostgresOutage(t *testing.T) {
 
 	// Recovery: ready again, writes succeed, the change feed follows.
 	waitFor(t, 15*time.Second, "/readyz 200 after PostgreSQL is back", func() bool {
-		return get(p.base+"/readyz").status == http.StatusOK
+		return get(p.Base+"/readyz").status == http.StatusOK
 	})
 	ready := time.Since(restored)
 	waitFor(t, 15*time.Second, "a write succeeds after PostgreSQL is back", func() bool {
-		return adminJSON("POST", p.base+"/admin/apikeys", `{"name":"after","owner":"svc","scopes":["read"]}`).status == http.StatusCreated
+		return adminJSON("POST", p.Base+"/admin/apikeys", `{"name":"after","owner":"svc","scopes":["read"]}`).status == http.StatusCreated
 	})
 	write := time.Since(restored)
-	if tk, a := refresh(p.base, flowClient, flow.RefreshToken); a.status != http.StatusOK || tk.RefreshToken == "" {
+	if tk, a := refresh(p.Base, flowClient, flow.RefreshToken); a.status != http.StatusOK || tk.RefreshToken == "" {
 		t.Errorf("refresh after the outage: %v", a)
 	}
 	direct.run("", "apikey", "revoke", key.ID)
 	feed := waitFor(t, 15*time.Second, "the server refuses a key revoked by the CLI after the outage", func() bool {
-		ok, _ := verifyKey(p.base, key.Key)
+		ok, _ := verifyKey(p.Base, key.Key)
 		return !ok
 	})
 	t.Logf("PostgreSQL cut for %v; after it was back: /readyz 200 after %v, first write after %v; a revocation by another process refused %v after it",

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/proctest"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 )
 
@@ -34,17 +35,17 @@ func TestReplicas(t *testing.T) {
 
 	// All three start at once on the empty schema: migrations and the
 	// first signing keys are created exactly once between them.
-	var reps []*proc
+	var reps []*proctest.Proc
 	for i := range 3 {
 		reps = append(reps, c.start(fmt.Sprintf("replica%d", i)))
 	}
 	for _, r := range reps {
-		r.wait(t)
-		lb.add(r.base)
+		r.Wait(t)
+		lb.add(r.Base)
 	}
 	createFlowUser(c)
-	flowClient := createClient(t, reps[0].base, codeFlowClientBody)
-	m2m := createClient(t, reps[1].base, ccClientBody)
+	flowClient := createClient(t, reps[0].Base, codeFlowClientBody)
+	m2m := createClient(t, reps[1].Base, ccClientBody)
 
 	t.Run("code flow across replicas", func(t *testing.T) {
 		b := newBrowser(t, lb.URL, len(reps))
@@ -66,7 +67,7 @@ func TestReplicas(t *testing.T) {
 
 		// The code was made on one replica; redeem it on the next.
 		last := all[len(all)-1]
-		tk, a := exchangeCode(reps[(last+1)%3].base, flowClient, code, verifier)
+		tk, a := exchangeCode(reps[(last+1)%3].Base, flowClient, code, verifier)
 		if a.status != http.StatusOK || tk.AccessToken == "" || tk.RefreshToken == "" || tk.IDToken == "" {
 			t.Fatalf("code exchange on replica %d: %v", (last+1)%3, a)
 		}
@@ -74,11 +75,11 @@ func TestReplicas(t *testing.T) {
 		// once everywhere.
 		rt, ats := tk.RefreshToken, []string{tk.AccessToken}
 		for i := range reps {
-			next, a := refresh(reps[i].base, flowClient, rt)
+			next, a := refresh(reps[i].Base, flowClient, rt)
 			if a.status != http.StatusOK || next.RefreshToken == "" || next.RefreshToken == rt {
 				t.Fatalf("refresh on replica %d: %v", i, a)
 			}
-			if got := introspect(reps[(i+1)%3].base, flowClient, next.AccessToken); got != "active" {
+			if got := introspect(reps[(i+1)%3].Base, flowClient, next.AccessToken); got != "active" {
 				t.Fatalf("replica %d: access token from replica %d is %s, want active", (i+1)%3, i, got)
 			}
 			rt = next.RefreshToken
@@ -93,16 +94,16 @@ func TestReplicas(t *testing.T) {
 		}
 		// Replaying the code on another replica is refused and revokes
 		// everything its first use issued, on every replica.
-		if _, a := exchangeCode(reps[(last+2)%3].base, flowClient, code, verifier); a.status != http.StatusBadRequest {
+		if _, a := exchangeCode(reps[(last+2)%3].Base, flowClient, code, verifier); a.status != http.StatusBadRequest {
 			t.Fatalf("code replay on replica %d: %v, want 400 invalid_grant", (last+2)%3, a)
 		}
-		if _, a := refresh(reps[last].base, flowClient, rt); a.status != http.StatusBadRequest {
+		if _, a := refresh(reps[last].Base, flowClient, rt); a.status != http.StatusBadRequest {
 			t.Errorf("refresh after the code replay: %v, want 400 invalid_grant", a)
 		}
 		for i := range reps {
 			for j, at := range ats {
 				waitFor(t, propagationLimit, fmt.Sprintf("replica %d refuses access token %d after the code replay", i, j), func() bool {
-					return introspect(reps[i].base, flowClient, at) == "inactive"
+					return introspect(reps[i].Base, flowClient, at) == "inactive"
 				})
 			}
 		}
@@ -111,7 +112,7 @@ func TestReplicas(t *testing.T) {
 	t.Run("refresh race", func(t *testing.T) {
 		b := newBrowser(t, lb.URL, len(reps))
 		code, verifier, _ := b.authorize(flowClient)
-		tk, a := exchangeCode(reps[2].base, flowClient, code, verifier)
+		tk, a := exchangeCode(reps[2].Base, flowClient, code, verifier)
 		if a.status != http.StatusOK {
 			t.Fatalf("code exchange: %v", a)
 		}
@@ -125,7 +126,7 @@ func TestReplicas(t *testing.T) {
 		for i := range n {
 			done.Go(func() {
 				start.Wait()
-				results[i], answers[i] = refresh(reps[i%2].base, flowClient, tk.RefreshToken)
+				results[i], answers[i] = refresh(reps[i%2].Base, flowClient, tk.RefreshToken)
 			})
 		}
 		start.Done()
@@ -150,7 +151,7 @@ func TestReplicas(t *testing.T) {
 		}
 		var live []int
 		for _, i := range won {
-			if got := introspect(reps[2].base, flowClient, results[i].RefreshToken); got == "active" {
+			if got := introspect(reps[2].Base, flowClient, results[i].RefreshToken); got == "active" {
 				live = append(live, i)
 			} else if got != "inactive" {
 				t.Fatalf("introspect refresh token %d: %s", i, got)
@@ -165,17 +166,17 @@ func TestReplicas(t *testing.T) {
 		// Reuse detection: presenting a retired token from the race on the
 		// third replica revokes the whole family, including the live token
 		// and the access tokens issued in it, on every replica.
-		if _, a := refresh(reps[2].base, flowClient, results[loser].RefreshToken); a.status != http.StatusBadRequest {
+		if _, a := refresh(reps[2].Base, flowClient, results[loser].RefreshToken); a.status != http.StatusBadRequest {
 			t.Fatalf("reusing a retired refresh token on replica 2: %v, want 400 invalid_grant", a)
 		}
-		if _, a := refresh(reps[0].base, flowClient, results[winner].RefreshToken); a.status != http.StatusBadRequest {
+		if _, a := refresh(reps[0].Base, flowClient, results[winner].RefreshToken); a.status != http.StatusBadRequest {
 			t.Fatalf("the live token after reuse of its sibling: %v, want 400 (family revoked)", a)
 		}
 		from := time.Now()
 		for _, i := range won {
 			for r := range reps {
 				waitFor(t, propagationLimit, fmt.Sprintf("replica %d refuses access token %d of the revoked family", r, i), func() bool {
-					return introspect(reps[r].base, flowClient, results[i].AccessToken) == "inactive"
+					return introspect(reps[r].Base, flowClient, results[i].AccessToken) == "inactive"
 				})
 			}
 		}
@@ -183,45 +184,45 @@ func TestReplicas(t *testing.T) {
 	})
 
 	t.Run("revocation propagates", func(t *testing.T) {
-		at, a := clientCredentials(reps[0].base, m2m)
+		at, a := clientCredentials(reps[0].Base, m2m)
 		if at == "" {
 			t.Fatalf("client credentials on replica 0: %v", a)
 		}
 		for i := range reps {
-			if got := introspect(reps[i].base, m2m, at); got != "active" {
+			if got := introspect(reps[i].Base, m2m, at); got != "active" {
 				t.Fatalf("replica %d: new access token is %s", i, got)
 			}
 		}
-		if a := postForm(reps[0].base+"/revoke", url.Values{"token": {at}}, m2m.ID, m2m.Secret); a.status != http.StatusOK {
+		if a := postForm(reps[0].Base+"/revoke", url.Values{"token": {at}}, m2m.ID, m2m.Secret); a.status != http.StatusOK {
 			t.Fatalf("revoke on replica 0: %v", a)
 		}
 		revoked := time.Now()
 		var took []string
 		for i := 1; i < len(reps); i++ {
 			waitFor(t, propagationLimit, fmt.Sprintf("replica %d refuses the revoked access token", i), func() bool {
-				return introspect(reps[i].base, m2m, at) == "inactive"
+				return introspect(reps[i].Base, m2m, at) == "inactive"
 			})
 			took = append(took, fmt.Sprintf("replica %d after %v", i, time.Since(revoked).Round(time.Millisecond)))
 		}
 		t.Logf("access token revoked on replica 0, inactive on %s", strings.Join(took, ", "))
 
 		var k apiKey
-		if a := adminJSON("POST", reps[0].base+"/admin/apikeys", `{"name":"svc","owner":"team-a","scopes":["read"]}`); a.status != http.StatusCreated || !a.json(&k) {
+		if a := adminJSON("POST", reps[0].Base+"/admin/apikeys", `{"name":"svc","owner":"team-a","scopes":["read"]}`); a.status != http.StatusCreated || !a.json(&k) {
 			t.Fatalf("create API key on replica 0: %v", a)
 		}
 		for i := range reps { // every replica caches the key as valid
-			if ok, a := verifyKey(reps[i].base, k.Key); !ok {
+			if ok, a := verifyKey(reps[i].Base, k.Key); !ok {
 				t.Fatalf("replica %d: new key refused: %v", i, a)
 			}
 		}
-		if a := adminJSON("POST", reps[0].base+"/admin/apikeys/"+k.ID+"/revoke", `{}`); a.status != http.StatusOK {
+		if a := adminJSON("POST", reps[0].Base+"/admin/apikeys/"+k.ID+"/revoke", `{}`); a.status != http.StatusOK {
 			t.Fatalf("revoke API key on replica 0: %v", a)
 		}
 		revoked = time.Now()
 		took = nil
 		for i := 1; i < len(reps); i++ {
 			waitFor(t, propagationLimit, fmt.Sprintf("replica %d refuses the revoked API key", i), func() bool {
-				ok, _ := verifyKey(reps[i].base, k.Key)
+				ok, _ := verifyKey(reps[i].Base, k.Key)
 				return !ok
 			})
 			took = append(took, fmt.Sprintf("replica %d after %v", i, time.Since(revoked).Round(time.Millisecond)))
@@ -242,13 +243,13 @@ func TestReplicas(t *testing.T) {
 		var took []string
 		for i := range reps {
 			waitFor(t, propagationLimit, fmt.Sprintf("replica %d publishes key %s and signs with it", i, kid), func() bool {
-				a := get(reps[i].base + "/.well-known/jwks.json")
+				a := get(reps[i].Base + "/.well-known/jwks.json")
 				var set struct{ Keys []struct{ Kid string } }
 				if a.status != http.StatusOK || !a.json(&set) ||
 					!slices.ContainsFunc(set.Keys, func(k struct{ Kid string }) bool { return k.Kid == kid }) {
 					return false
 				}
-				at, _ := clientCredentials(reps[i].base, m2m)
+				at, _ := clientCredentials(reps[i].Base, m2m)
 				return at != "" && jwtKid(at) == kid
 			})
 			took = append(took, fmt.Sprintf("replica %d after %v", i, time.Since(rotated).Round(time.Millisecond)))

@@ -174,7 +174,7 @@ func TestSoak(t *testing.T) {
 	}
 	c := newCluster(t, db)
 	p := c.serve("gatehouse")
-	s := newSoak(t, c, p.base, cfg)
+	s := newSoak(t, c, p.Base, cfg)
 
 	warmup := max(cfg.duration/10, 5*time.Second)
 	t.Logf("soak: %v on %s at %.0f requests/s, %d workers, warm-up %v", cfg.duration, cfg.db, cfg.rate, cfg.workers, warmup)

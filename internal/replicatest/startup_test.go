@@ -25,7 +25,7 @@ func TestBadReplicaStart(t *testing.T) {
 	url := storetest.PostgresURL(t)
 	c := newCluster(t, url)
 	good := c.serve("good")
-	m2m := createClient(t, good.base, ccClientBody)
+	m2m := createClient(t, good.Base, ccClientBody)
 	db, err := sql.Open("pgx", url)
 	if err != nil {
 		t.Fatal(err)
@@ -69,26 +69,26 @@ func TestBadReplicaStart(t *testing.T) {
 			before := snapshot()
 			p := bad.start("bad")
 			select {
-			case <-p.done:
-			case <-p.ready:
+			case <-p.Done():
+			case <-p.Ready():
 				t.Fatal("the replica started")
 			case <-time.After(30 * time.Second):
 				t.Fatal("the replica neither started nor stopped within 30s")
 			}
-			if p.err == nil {
+			if p.Err() == nil {
 				t.Fatal("exit status 0, want a failure")
 			}
-			if log := p.logText(); !strings.Contains(log, tc.wantMsg) {
+			if log := p.Log(); !strings.Contains(log, tc.wantMsg) {
 				t.Fatalf("log does not say %q:\n%s", tc.wantMsg, log)
 			}
 			if after := snapshot(); after != before {
 				t.Errorf("the refused start changed the store:\nbefore %s\nafter  %s", before, after)
 			}
 			// The running replica is unaffected.
-			if at, a := clientCredentials(good.base, m2m); at == "" {
+			if at, a := clientCredentials(good.Base, m2m); at == "" {
 				t.Errorf("the running replica after the refused start: %v", a)
 			}
-			t.Logf("refused: %s", lastLine(p.logText()))
+			t.Logf("refused: %s", lastLine(p.Log()))
 		})
 	}
 }

@@ -33,6 +33,10 @@
 # connections, each latency measured from when the request was due.
 #   RATE=10000 bench/wrk.sh cc       # p99 at 10,000 grants/s, 64 connections
 #
+# SERVE_PREFIX runs each server under a command the same way, e.g.
+# SERVE_PREFIX='taskset -c 0' WRK_PREFIX='taskset -c 1' gives the server
+# and wrk a CPU each (Go then sizes GOMAXPROCS to the one CPU it may use).
+#
 # WRK_PREFIX runs wrk under a command, such as WRK_PREFIX='nice -n 10' to
 # see how the scheduling between wrk and the server moves the tail.
 #
@@ -123,7 +127,7 @@ start() {
 	local i port
 	for i in $(seq "$REPLICAS"); do
 		port=$(free_port)
-		GATEHOUSE_ADMIN_TOKEN=$admin "$bin" serve "${args[@]}" --addr "127.0.0.1:$port" --log-level warn &
+		GATEHOUSE_ADMIN_TOKEN=$admin ${SERVE_PREFIX:-} "$bin" serve "${args[@]}" --addr "127.0.0.1:$port" --log-level warn &
 		pids+=($!)
 		bases+=("http://127.0.0.1:$port")
 		ready "${bases[-1]}"

@@ -399,6 +399,12 @@ func (s *Store) now() time.Time {
 // the transaction holds the database write lock from its start. Errors are
 // mapped to the package's sentinels.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return s.locked(ctx, func() error { return runTx(ctx, s.db, fn) })
+}
+
+// locked runs write, a transaction, holding this process's write lock (see
+// [Store.lockWrite]) and observed as [OpTx].
+func (s *Store) locked(ctx context.Context, write func() error) error {
 	if s.opt.Observe != nil {
 		defer s.observe(OpTx, time.Now())
 	}
@@ -407,7 +413,7 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return mapErr(err)
 	}
 	defer unlock()
-	return runTx(ctx, s.db, fn)
+	return write()
 }
 
 // runTx begins a transaction on b (the pool or one connection of it), runs
@@ -446,18 +452,15 @@ func (s *Store) relaxedTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if s.dialect == DialectPostgres {
 		return s.tx(ctx, fn)
 	}
-	if s.opt.Observe != nil {
-		defer s.observe(OpTx, time.Now())
-	}
-	unlock, err := s.lockWrite(ctx)
-	if err != nil {
-		return mapErr(err)
-	}
-	defer unlock()
-	// synchronous is a setting of the connection: take one from the pool,
-	// lower it for this transaction, and raise it again before the
-	// connection goes back. If raising it fails, the connection is
-	// discarded rather than left to make other commits non-durable.
+	return s.locked(ctx, func() error { return s.relaxedSQLiteTx(ctx, fn) })
+}
+
+// relaxedSQLiteTx is relaxedTx's transaction on SQLite. synchronous is a
+// setting of the connection: it takes one from the pool, lowers it for
+// this transaction, and raises it again before the connection goes back.
+// If raising it fails, the connection is discarded rather than left to
+// make other commits non-durable.
+func (s *Store) relaxedSQLiteTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return mapErr(err)
